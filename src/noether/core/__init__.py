@@ -1,0 +1,1 @@
+"""Core building blocks of noether: optimizers, schedules, configs, factories and training utilities."""

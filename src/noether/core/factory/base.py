@@ -1,0 +1,88 @@
+"""The generic factory: turns configs (pydantic models or dicts with a ``kind``) into objects."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel
+
+from noether.core.factory.utils import class_constructor_from_class_path
+
+__all__ = ["Factory"]
+
+
+class Factory:
+    """Builds objects from configs whose ``kind`` names the class to construct.
+
+    * ``None`` or an empty mapping gives ``None``.
+    * A pydantic model is passed positionally to its class: ``cls(config, **kwargs)``.
+    * A mapping is unpacked: ``kind`` is removed, the rest are keyword arguments, ``cls(**rest, **kwargs)``.
+    * An already built object is returned as is; a ``functools.partial`` or a class is called with ``kwargs``.
+
+    Every ``kind`` goes through :func:`~noether.core.factory.utils.class_constructor_from_class_path`, so it only
+    resolves under the allowed module prefixes and, when :attr:`base_class` is set, only to its subclasses.
+
+    Args:
+        returns_partials: Return ``functools.partial`` objects (or classes) instead of instances, for objects that
+            need arguments only known later (e.g. an optimizer needs the model's parameters).
+    """
+
+    base_class: type[Any] | None = None
+    """The class every ``kind`` must derive from; ``None`` accepts any class under the allowed prefixes."""
+
+    def __init__(self, returns_partials: bool = False) -> None:
+        self.returns_partials = returns_partials
+
+    def resolve_kind(self, kind: str) -> type[Any]:
+        """Resolve ``kind`` to a class, enforcing the allowed prefixes and :attr:`base_class`."""
+        return class_constructor_from_class_path(kind, base=self.base_class)
+
+    def instantiate(self, obj: Any = None, **kwargs: Any) -> Any:
+        """Construct the object a config describes.
+
+        Args:
+            obj: A pydantic config with a ``kind`` field; when ``None``, ``kwargs`` must hold ``kind`` and the
+                constructor arguments.
+            **kwargs: Extra constructor keyword arguments.
+        """
+        if obj is None:
+            kind = kwargs.pop("kind", None)
+            if kind is None:
+                raise ValueError("cannot instantiate: the config has no 'kind' naming the class to build")
+            cls: Any = self.resolve_kind(kind)
+            return functools.partial(cls, **kwargs) if self.returns_partials else cls(**kwargs)
+        kind = getattr(obj, "kind", None)
+        if kind is None:
+            raise ValueError(f"cannot instantiate {type(obj).__name__}: its 'kind' is not set")
+        resolved: Any = self.resolve_kind(kind)
+        return functools.partial(resolved, obj, **kwargs) if self.returns_partials else resolved(obj, **kwargs)
+
+    def create(self, obj: Any, **kwargs: Any) -> Any:
+        """Create an object (or a partial, see ``returns_partials``) from ``obj``; see the class docstring."""
+        if obj is None or (isinstance(obj, Mapping) and len(obj) == 0):
+            return None
+        if isinstance(obj, BaseModel):
+            return self.instantiate(obj, **kwargs)
+        if isinstance(obj, Mapping):
+            return self.instantiate(**{**obj, **kwargs})
+        if isinstance(obj, (functools.partial, type)):
+            return obj if self.returns_partials else obj(**kwargs)
+        return obj
+
+    def create_list(self, collection: Sequence[Any] | Mapping[str, Any] | None, **kwargs: Any) -> list[Any]:
+        """Create every entry of a list (or of a mapping's values); ``None`` gives ``[]``."""
+        if collection is None:
+            return []
+        if isinstance(collection, Mapping):
+            collection = list(collection.values())
+        if not isinstance(collection, Sequence) or isinstance(collection, str):
+            raise NotImplementedError(f"create_list expects a list or a mapping, got {type(collection).__name__}")
+        return [self.create(entry, **kwargs) for entry in collection]
+
+    def create_dict(self, collection: Mapping[str, Any] | None, **kwargs: Any) -> dict[str, Any]:
+        """Create every value of a mapping, keeping its keys; ``None`` gives ``{}``."""
+        if collection is None:
+            return {}
+        return {key: self.create(value, **kwargs) for key, value in collection.items()}

@@ -1,0 +1,3 @@
+"""Learning-rate and weight-decay schedules."""
+
+__all__: list[str] = []

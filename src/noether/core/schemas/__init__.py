@@ -1,0 +1,3 @@
+"""Pydantic configs for optimizers and schedules."""
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""torch-specific helpers."""
+
+from noether.core.utils.torch.amp import NoopContext, NoopGradScaler
+
+__all__ = ["NoopContext", "NoopGradScaler"]

@@ -1,0 +1,3 @@
+"""Training progress: ``TrainingIteration``, ``UpdateCounter`` and ``ScheduleWrapper``."""
+
+__all__: list[str] = []

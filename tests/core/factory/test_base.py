@@ -1,0 +1,69 @@
+import functools
+
+import pytest
+import torch
+from pydantic import BaseModel
+
+from noether.core.factory import Factory, KindResolutionError
+
+
+class _Cfg(BaseModel):
+    kind: str | None = "torch.optim.SGD"
+    lr: float = 0.1
+
+
+def test_none_and_empty_give_none() -> None:
+    assert Factory().create(None) is None
+    assert Factory().create({}) is None
+
+
+def test_dict_is_unpacked_and_kind_removed() -> None:
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    opt = Factory().create({"kind": "torch.optim.SGD", "lr": 0.5}, params=params)
+    assert isinstance(opt, torch.optim.SGD) and opt.defaults["lr"] == 0.5
+
+
+def test_partials_mode_returns_partial() -> None:
+    made = Factory(returns_partials=True).create({"kind": "torch.optim.SGD", "lr": 0.5})
+    assert isinstance(made, functools.partial) and made.func is torch.optim.SGD
+
+
+def test_pydantic_model_is_passed_positionally() -> None:
+    seen = []
+
+    class Recorder:
+        def __init__(self, cfg: _Cfg) -> None:
+            seen.append(cfg)
+
+    factory = Factory()
+    factory.resolve_kind = lambda kind: Recorder  # type: ignore[method-assign]
+    cfg = _Cfg()
+    factory.create(cfg)
+    assert seen == [cfg]
+
+
+def test_objects_pass_through_and_partials_are_called() -> None:
+    obj = object()
+    assert Factory().create(obj) is obj
+    assert Factory().create(functools.partial(dict, a=1), b=2) == {"a": 1, "b": 2}
+
+
+def test_base_class_restricts_kinds() -> None:
+    class OptimizerOnly(Factory):
+        base_class = torch.optim.Optimizer
+
+    with pytest.raises(KindResolutionError, match="subclass"):
+        OptimizerOnly().create({"kind": "torch.optim.lr_scheduler.StepLR"})
+    with pytest.raises(KindResolutionError, match="not allowed"):
+        Factory().create({"kind": "os.system", "command": "echo pwned"})
+    with pytest.raises(ValueError, match="kind"):
+        Factory().instantiate(_Cfg(kind=None))
+
+
+def test_create_list_and_dict() -> None:
+    assert Factory().create_list(None) == []
+    obj = object()
+    assert Factory().create_list({"a": obj}) == [obj]
+    assert Factory().create_dict({"a": obj}) == {"a": obj}
+    with pytest.raises(NotImplementedError):
+        Factory().create_list(3)  # type: ignore[arg-type]
