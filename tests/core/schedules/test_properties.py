@@ -83,66 +83,36 @@ def _assert_resume_safe(schedule_factory: Any, total_steps: int, curve: list[flo
 @FAST
 @given(
     kind=st.sampled_from(range(3)),
+    increasing=st.booleans(),
     a=values,
     b=values,
     total_steps=lengths,
-    excl_first=st.booleans(),
-    excl_last=st.booleans(),
+    excl=st.tuples(st.booleans(), st.booleans()),
     power=st.floats(min_value=0.1, max_value=5.0),
     overhang=overhangs,
 )
-def test_increasing_kinds_are_monotone_between_start_and_max(
+def test_progress_kinds_are_monotone_between_their_ends(
     kind: int,
+    increasing: bool,
     a: float,
     b: float,
     total_steps: int,
-    excl_first: bool,
-    excl_last: bool,
+    excl: tuple[bool, bool],
     power: float,
     overhang: Any,
 ) -> None:
-    schedule_class, config_class = INCREASING[kind]
-    start, peak = min(a, b), max(a, b)
-    extra = {"power": power} if config_class is PolynomialIncreasingScheduleConfig else {}
-    config = config_class(
-        start_value=start, max_value=peak, exclude_first=excl_first, exclude_last=excl_last, **extra, **overhang
-    )
+    schedule_class, config_class = (INCREASING if increasing else DECREASING)[kind]
+    low, peak = min(a, b), max(a, b)
+    fields: dict[str, Any] = {"max_value": peak, "exclude_first": excl[0], "exclude_last": excl[1], **overhang}
+    fields["start_value" if increasing else "end_value"] = low
+    if config_class in (PolynomialIncreasingScheduleConfig, PolynomialDecreasingScheduleConfig):
+        fields["power"] = power
+    config = config_class(**fields)
     curve = _curve(schedule_class(config), total_steps)
-    _assert_monotone_between(curve, start, peak, increasing=True)
-    if not overhang or not any(overhang.values()):
-        assert curve[-1] == peak or abs(curve[-1] - peak) < 1e-9  # decision 10: step T gives the end value
-    _assert_resume_safe(lambda: schedule_class(config), total_steps, curve)
-
-
-@FAST
-@given(
-    kind=st.sampled_from(range(3)),
-    a=values,
-    b=values,
-    total_steps=lengths,
-    excl_first=st.booleans(),
-    excl_last=st.booleans(),
-    power=st.floats(min_value=0.1, max_value=5.0),
-    overhang=overhangs,
-)
-def test_decreasing_kinds_are_monotone_between_max_and_end(
-    kind: int,
-    a: float,
-    b: float,
-    total_steps: int,
-    excl_first: bool,
-    excl_last: bool,
-    power: float,
-    overhang: Any,
-) -> None:
-    schedule_class, config_class = DECREASING[kind]
-    end, peak = min(a, b), max(a, b)
-    extra = {"power": power} if config_class is PolynomialDecreasingScheduleConfig else {}
-    config = config_class(
-        end_value=end, max_value=peak, exclude_first=excl_first, exclude_last=excl_last, **extra, **overhang
-    )
-    curve = _curve(schedule_class(config), total_steps)
-    _assert_monotone_between(curve, end, peak, increasing=False)
+    _assert_monotone_between(curve, low, peak, increasing=increasing)
+    if not any(overhang.values()):
+        # Decision 10: step T gives the end value.
+        assert abs(curve[-1] - (peak if increasing else low)) < 1e-9
     _assert_resume_safe(lambda: schedule_class(config), total_steps, curve)
 
 
