@@ -14,7 +14,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, Union, get_args
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args
 
 from pydantic import (
     BaseModel,
@@ -441,7 +441,10 @@ _NOT_BUILDABLE_BY_KIND = _kind_table(tuple(_NOT_BUILDABLE))
 _user_configs: dict[str, type[ScheduleBaseConfig]] = {}
 
 
-def register_schedule_config(config_class: type[ScheduleBaseConfig]) -> type[ScheduleBaseConfig]:
+ConfigT = TypeVar("ConfigT", bound="ScheduleBaseConfig")
+
+
+def register_schedule_config(config_class: type[ConfigT]) -> type[ConfigT]:
     """Make a user-defined schedule config acceptable wherever :data:`AnyScheduleConfig` is.
 
     The config class derives from :class:`ScheduleBaseConfig` and declares its ``kind`` as a ``Literal`` of the
