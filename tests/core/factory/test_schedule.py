@@ -238,3 +238,10 @@ def test_lwcd_instance_is_built_from_the_original_yaml() -> None:
     )
     wrapper = ScheduleFactory().create(data, update_counter=_counter(update=0, end=101), default_max_value=1e-3)
     assert wrapper is not None and isinstance(wrapper.schedule, LinearWarmupCosineDecaySchedule)
+
+
+def test_config_of_an_unusable_kind_is_refused_before_training() -> None:
+    from noether.core.schemas import DecreasingProgressScheduleConfig
+
+    with pytest.raises(ValueError, match="no progress function"):
+        ScheduleFactory().create(DecreasingProgressScheduleConfig(max_value=1.0))

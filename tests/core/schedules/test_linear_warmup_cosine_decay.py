@@ -86,3 +86,9 @@ def test_str() -> None:
     assert str(LinearWarmupCosineDecaySchedule(by_percent)) == "LinearWarmupCosineDecaySchedule(warmup_percent=0.1)"
     by_steps = LinearWarmupCosineDecayScheduleConfig(warmup_steps=5, max_value=1.0)
     assert str(LinearWarmupCosineDecaySchedule(by_steps)) == "LinearWarmupCosineDecaySchedule(warmup_steps=5)"
+
+
+def test_full_warmup_percent_warms_up_evenly() -> None:
+    # The original stretched the warmup segment to T steps when warmup_percent was 1.0: 0.2, 0.4, 0.6, then 1.0.
+    schedule = LinearWarmupCosineDecaySchedule(LinearWarmupCosineDecayScheduleConfig(warmup_percent=1.0, max_value=1.0))
+    assert [schedule.get_value(step, 4) for step in range(5)] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])

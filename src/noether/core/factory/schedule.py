@@ -8,7 +8,7 @@ from typing import Any
 
 from noether.core.factory.base import Factory
 from noether.core.schedules.base import ScheduleBase
-from noether.core.schemas.schedules import ScheduleBaseConfig, validate_schedule_config
+from noether.core.schemas.schedules import ScheduleBaseConfig, unusable_kind_reason, validate_schedule_config
 from noether.core.utils.training.counter import UpdateCounter
 from noether.core.utils.training.schedule_wrapper import ScheduleWrapper
 
@@ -50,11 +50,16 @@ class ScheduleFactory(Factory):
         Raises:
             pydantic.ValidationError: If a mapping is not a valid schedule config.
             KindResolutionError: If ``kind`` does not resolve to an allowed ``ScheduleBase`` subclass.
-            ValueError: If ``max_value`` is needed but neither set nor defaulted, or the config is inconsistent.
+            ValueError: If ``max_value`` is needed but neither set nor defaulted, the config is inconsistent, or its
+                kind is one of the original's that never built a working schedule (e.g. ``ProgressSchedule``).
         """
         if obj is None or (isinstance(obj, Mapping) and len(obj) == 0):
             return None
         config = obj if isinstance(obj, ScheduleBaseConfig) else validate_schedule_config(obj)
+        reason = unusable_kind_reason(config.kind)
+        if reason is not None:
+            # Refused here rather than with a NotImplementedError at the first value, mid-training.
+            raise ValueError(f"kind {config.kind!r} cannot be used as a schedule: {reason}")
         config = self.with_default_max_value(config, default_max_value)
         schedule = self.instantiate(config, **kwargs)
         return ScheduleWrapper(schedule=schedule, update_counter=update_counter, interval=config.interval)

@@ -401,5 +401,9 @@ class SequentialPercentSchedule(_SequentialSchedule[float]):
     def _steps(self, index: int, total_steps: int) -> tuple[int, int]:
         start, end = self._bounds(index)
         assert start is not None  # guaranteed by _validate
-        end_step = total_steps if end is None or end == 1.0 else percent_to_step(end, total_steps)
-        return percent_to_step(start, total_steps), end_step
+        is_last = index == len(self.schedule_configs) - 1
+        # Only the last segment runs to T at 1.0. The original did this for every segment, so a warmup with
+        # warmup_percent 1.0 stretched over T steps while the decay already started at step T - 1.
+        if end is None or (end == 1.0 and is_last):
+            return percent_to_step(start, total_steps), total_steps
+        return percent_to_step(start, total_steps), percent_to_step(end, total_steps)

@@ -56,6 +56,7 @@ __all__ = [
     "registered_schedule_configs",
     "schedule_config_class_for_kind",
     "unregister_schedule_config",
+    "unusable_kind_reason",
     "validate_schedule_config",
 ]
 
@@ -504,6 +505,12 @@ def _listed_kinds() -> str:
     return f"{short} (or a built-in's full module path)"
 
 
+def unusable_kind_reason(kind: Any) -> str | None:
+    """Why ``kind`` (a kind of the original that never built a working schedule) cannot be used, else ``None``."""
+    config_class = _NOT_BUILDABLE_BY_KIND.get(kind) if isinstance(kind, str) else None
+    return None if config_class is None else _NOT_BUILDABLE[config_class]
+
+
 def schedule_config_class_for_kind(kind: Any) -> type[ScheduleBaseConfig]:
     """The config class that validates a schedule config with this ``kind``.
 
@@ -517,8 +524,8 @@ def schedule_config_class_for_kind(kind: Any) -> type[ScheduleBaseConfig]:
     config_class = _BUILTIN_BY_KIND.get(kind) or _user_configs.get(kind)
     if config_class is not None:
         return config_class
-    if kind in _NOT_BUILDABLE_BY_KIND:
-        reason = _NOT_BUILDABLE[_NOT_BUILDABLE_BY_KIND[kind]]
+    reason = unusable_kind_reason(kind)
+    if reason is not None:
         raise ValueError(f"kind {kind!r} cannot be used as a schedule: {reason}")
     close = difflib.get_close_matches(kind, _known_kinds(), n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""

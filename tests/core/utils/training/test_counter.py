@@ -50,3 +50,10 @@ def test_invalid_iterations(start: TrainingIteration, end: TrainingIteration, ma
 def test_invalid_counts(upe: int, ebs: int, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         UpdateCounter(TrainingIteration(0, 0, 0), TrainingIteration(epoch=1), upe, ebs)
+
+
+def test_end_before_start_is_rejected() -> None:
+    with pytest.raises(ValueError, match="lies before start_iteration"):
+        UpdateCounter(TrainingIteration(5, 500, 16000), TrainingIteration(epoch=4), 100, 32)
+    resumed_at_end = UpdateCounter(TrainingIteration(5, 500, 16000), TrainingIteration(epoch=5), 100, 32)
+    assert resumed_at_end.is_finished

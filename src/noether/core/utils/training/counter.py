@@ -21,7 +21,8 @@ class UpdateCounter:
 
     Raises:
         ValueError: If ``start_iteration`` is not fully specified or not consistent with ``updates_per_epoch`` and
-            ``effective_batch_size``, ``end_iteration`` has not exactly one field set, or either count is < 1.
+            ``effective_batch_size``, ``end_iteration`` has not exactly one field set or lies before the start, or
+            either count is < 1.
     """
 
     def __init__(
@@ -52,6 +53,11 @@ class UpdateCounter:
         self.start_iteration = start_iteration.copy()
         remaining = end_iteration - start_iteration.to_target_specification(end_iteration)
         self.end_iteration = start_iteration + remaining.to_fully_specified(updates_per_epoch, effective_batch_size)
+        if remaining.specified_properties_count and next(iter(remaining))[1] < 0:
+            raise ValueError(
+                f"end_iteration {end_iteration} lies before start_iteration {start_iteration}: the run would be "
+                "negative"
+            )
         self.cur_iteration = start_iteration.copy()
 
     @property
