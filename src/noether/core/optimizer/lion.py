@@ -133,6 +133,19 @@ def _check_sparse(grads: Iterable[Tensor]) -> None:
 # scalars shared by all kernels (float64 on the CPU, so eager and torch.compile compute the same bits)
 
 
+def _decay_factor(lr64: Tensor, weight_decay: float) -> Tensor | float | None:
+    """``1 - lr * wd`` in float64, or None when wd is 0.
+
+    A Python float in eager mode, which spares a tensor conversion per parameter, and a tensor under tracing, so a
+    changing tensor lr does not recompile. Both round the same way.
+    """
+    if weight_decay == 0.0:
+        return None
+    if torch.compiler.is_compiling():
+        return 1.0 - lr64 * weight_decay
+    return 1.0 - float(lr64) * weight_decay
+
+
 def _lr_f64(lr: LrT) -> Tensor:
     """``lr`` as a 0-dim float64 CPU tensor: one code path for float and tensor lr, traceable without recompiles."""
     if isinstance(lr, Tensor):
@@ -180,7 +193,7 @@ def _single_tensor_lion(
     if not params:
         return
     lr64 = _lr_f64(lr)
-    decay = 1.0 - lr64 * weight_decay if weight_decay != 0.0 else None
+    decay = _decay_factor(lr64, weight_decay)
     for param, grad, exp_avg in zip(params, grads, exp_avgs, strict=True):
         p, g, m = _real(param), _real(torch.neg(grad) if maximize else grad), _real(exp_avg)
         if decay is not None:
@@ -251,7 +264,7 @@ def _multi_tensor_lion(
     if not params:
         return
     lr64 = _lr_f64(lr)
-    decay = 1.0 - lr64 * weight_decay if weight_decay != 0.0 else None
+    decay = _decay_factor(lr64, weight_decay)
     for (device, dtype, kind), (ps, gs, ms) in _group_for_foreach(params, grads, exp_avgs).items():
         block = block_numel if block_numel is not None else _block_numel(device)
         if kind is not Tensor:
@@ -259,25 +272,43 @@ def _multi_tensor_lion(
             _foreach_block(ps, gs, ms, lr64, decay, beta1, beta2, caution, maximize)
             continue
         step = None if caution else lr64.to(device=device, dtype=dtype)
+        args = (lr64, decay, beta1, beta2, caution, maximize, step)
         scratch: list[Tensor] | None = None
-        chunk: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
-        chunk_numel = 0
+        # Large contiguous tensors are cut into blocks; the others share blocks of foreach ops.
+        small = _Chunker(block, args)
         for p, g, m in zip(ps, gs, ms, strict=True):
             n = p.numel()
             if n > block and _splittable(p, g, m):
                 if scratch is None:
                     scratch = [torch.empty(block, device=device, dtype=dtype) for _ in range(3 if maximize else 2)]
                 _split_tensor(p, g, m, scratch, block, lr64, step, decay, beta1, beta2, caution, maximize)
-                continue
-            if chunk_numel + n > block and chunk[0]:
-                _foreach_block(*chunk, lr64, decay, beta1, beta2, caution, maximize, step)
-                chunk, chunk_numel = ([], [], []), 0
-            chunk[0].append(p)
-            chunk[1].append(g)
-            chunk[2].append(m)
-            chunk_numel += n
-        if chunk[0]:
-            _foreach_block(*chunk, lr64, decay, beta1, beta2, caution, maximize, step)
+            else:
+                small.add(p, g, m)
+        small.flush()
+
+
+class _Chunker:
+    """Collects (param, grad, exp_avg) triples; runs ``_foreach_block`` before the next would overflow a block."""
+
+    def __init__(self, block: int, args: tuple[Any, ...]) -> None:
+        self.block, self.args = block, args
+        self.ps: list[Tensor] = []
+        self.gs: list[Tensor] = []
+        self.ms: list[Tensor] = []
+        self.numel = 0
+
+    def add(self, p: Tensor, g: Tensor, m: Tensor) -> None:
+        if self.numel + p.numel() > self.block:
+            self.flush()
+        self.ps.append(p)
+        self.gs.append(g)
+        self.ms.append(m)
+        self.numel += p.numel()
+
+    def flush(self) -> None:
+        if self.ps:
+            _foreach_block(self.ps, self.gs, self.ms, *self.args)
+        self.ps, self.gs, self.ms, self.numel = [], [], [], 0
 
 
 def _foreach_block(
@@ -285,7 +316,7 @@ def _foreach_block(
     gs: list[Tensor],
     ms: list[Tensor],
     lr64: Tensor,
-    decay: Tensor | None,
+    decay: Tensor | float | None,
     beta1: float,
     beta2: float,
     caution: bool,
@@ -296,6 +327,9 @@ def _foreach_block(
     if maximize:
         gs = list(torch._foreach_neg(gs))
     if decay is not None:
+        if isinstance(decay, float) and ps[0].dtype in (torch.float16, torch.bfloat16):
+            # foreach ops round a Python scalar to half before multiplying; mul_ keeps it in float32 (opmath).
+            decay = torch.tensor(decay, dtype=torch.float64)
         torch._foreach_mul_(ps, decay)
     us = torch._foreach_lerp(ms, gs, 1.0 - beta1)
     torch._foreach_sign_(us)
@@ -303,22 +337,48 @@ def _foreach_block(
         agree = torch._foreach_mul(us, gs)
         torch._foreach_sign_(agree)
         torch._foreach_clamp_min_(agree, 0)
-        torch._foreach_mul_(us, agree)
-        # The 1-norm of a 0/1 mask is its count, exact in float32 below 2**24 elements per tensor.
-        reduced = ps[0].dtype in (torch.float16, torch.bfloat16)
-        counts = torch.stack(torch._foreach_norm(agree, 1, dtype=torch.float32 if reduced else None))
+        counts = _mask_counts(agree)
         numels = torch.tensor([u.numel() for u in us], dtype=torch.float64, device=counts.device)
-        steps = list(_caution_steps(counts, numels, lr64).to(ps[0].dtype).unbind())
+        steps = _caution_steps(counts, numels, lr64).to(ps[0].dtype)
         # Huge non-contiguous tensors (not cut into blocks) can exceed 2**24 elements: count those exactly.
         for i, u in enumerate(us):
             if u.numel() >= 1 << 24:
                 steps[i] = _caution_steps(_count(agree[i]), u.numel(), lr64).to(u.dtype)
-        torch._foreach_addcmul_(ps, us, steps, value=-1)
+        _apply_masked(ps, us, agree, steps)
     else:
         if step is None:
             step = lr64.to(device=ps[0].device, dtype=ps[0].dtype)
         torch._foreach_addcmul_(ps, us, [step] * len(ps), value=-1)
     torch._foreach_lerp_(ms, gs, 1.0 - beta2)
+
+
+def _mask_counts(masks: list[Tensor]) -> Tensor:
+    """Exact number of ones of each 0/1 mask with fewer than 2**24 elements, as a float64 vector.
+
+    The squared 2-norm (the fast foreach norm on CPU) of a 0/1 mask is its count: the float32 sum of squares is exact
+    below 2**24 and the sqrt/square round trip is off by far less than 0.5, so rounding restores the integer.
+    """
+    reduced = masks[0].dtype in (torch.float16, torch.bfloat16)
+    norms = torch.stack(torch._foreach_norm(masks, 2, dtype=torch.float32 if reduced else None))
+    return norms.to(torch.float64).square().round()
+
+
+def _host_scalars(t: Tensor) -> bool:
+    """Whether per-tensor steps may be read into Python numbers: on the CPU (no device sync) and not under tracing."""
+    return t.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def _apply_masked(ps: list[Tensor], us: list[Tensor], agree: list[Tensor], steps: Tensor) -> None:
+    """``p -= step * (u * agree)`` per tensor; ``steps`` holds each tensor's step, already in the params' dtype.
+
+    Every product is exact (u and agree are in {-1, 0, 1}), so folding the step into addcmul's scalar (one op fewer,
+    CPU only) gives the same bits as masking first and multiplying by the step tensor.
+    """
+    if _host_scalars(ps[0]):
+        torch._foreach_addcmul_(ps, us, agree, [-x for x in steps.tolist()])
+    else:
+        torch._foreach_mul_(us, agree)
+        torch._foreach_addcmul_(ps, us, list(steps.unbind()), value=-1)
 
 
 def _split_tensor(
@@ -329,7 +389,7 @@ def _split_tensor(
     block: int,
     lr64: Tensor,
     step: Tensor | None,
-    decay: Tensor | None,
+    decay: Tensor | float | None,
     beta1: float,
     beta2: float,
     caution: bool,
@@ -358,6 +418,7 @@ def _split_tensor(
             # A block has < 2**24 elements, so a float32 sum of its 0/1 mask is exact; float64 adds them exactly.
             count += cast(Tensor, agree).sum(dtype=torch.float32)
         step = _caution_steps(count, n, lr64).to(p.dtype)
+        step_value = float(step) if _host_scalars(p) else None
     assert step is not None
     for start in range(0, n, block):
         stop = min(start + block, n)
@@ -365,9 +426,12 @@ def _split_tensor(
         pb = pf[start:stop]
         if decay is not None:
             pb.mul_(decay)
-        if agree is not None:
-            u.mul_(agree)
-        pb.addcmul_(u, step, value=-1)
+        if agree is None:
+            pb.addcmul_(u, step, value=-1)
+        elif step_value is not None:
+            pb.addcmul_(u, agree, value=-step_value)
+        else:
+            pb.addcmul_(u.mul_(agree), step, value=-1)
         mf[start:stop].lerp_(gb, 1.0 - beta2)
 
 
