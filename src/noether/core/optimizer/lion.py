@@ -44,6 +44,7 @@ from torch.optim.optimizer import Optimizer, ParamsT
 __all__ = ["Lion", "lion"]
 
 LrT: TypeAlias = float | Tensor
+TensorsT: TypeAlias = list[Tensor] | tuple[Tensor, ...]
 
 _CAUTION_MIN_MEAN = 1e-3
 """Floor of the caution mask's mean, so a tensor where almost nothing agrees does not take a huge step."""
@@ -352,7 +353,7 @@ def _foreach_block(
     torch._foreach_lerp_(ms, gs, 1.0 - beta2)
 
 
-def _mask_counts(masks: list[Tensor]) -> Tensor:
+def _mask_counts(masks: TensorsT) -> Tensor:
     """Exact number of ones of each 0/1 mask with fewer than 2**24 elements, as a float64 vector.
 
     The squared 2-norm (the fast foreach norm on CPU) of a 0/1 mask is its count: the float32 sum of squares is exact
@@ -368,7 +369,7 @@ def _host_scalars(t: Tensor) -> bool:
     return t.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
-def _apply_masked(ps: list[Tensor], us: list[Tensor], agree: list[Tensor], steps: Tensor) -> None:
+def _apply_masked(ps: list[Tensor], us: TensorsT, agree: TensorsT, steps: Tensor) -> None:
     """``p -= step * (u * agree)`` per tensor; ``steps`` holds each tensor's step, already in the params' dtype.
 
     Every product is exact (u and agree are in {-1, 0, 1}), so folding the step into addcmul's scalar (one op fewer,
