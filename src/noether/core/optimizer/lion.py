@@ -269,8 +269,19 @@ def _multi_tensor_lion(
     for (device, dtype, kind), (ps, gs, ms) in _group_for_foreach(params, grads, exp_avgs).items():
         block = block_numel if block_numel is not None else _block_numel(device)
         if kind is not Tensor:
-            # Subclasses (e.g. DTensor) are neither cut nor mixed with plain tensors: one foreach call over the group.
-            _foreach_block(ps, gs, ms, lr64, decay, beta1, beta2, caution, maximize)
+            # Subclasses (e.g. DTensor) are never cut into flat blocks nor mixed with plain tensors in a foreach list,
+            # and their per-tensor scalars (caution counts) are subclass tensors too: the single-tensor kernel.
+            _single_tensor_lion(
+                ps,
+                gs,
+                ms,
+                beta1=beta1,
+                beta2=beta2,
+                lr=lr,
+                weight_decay=weight_decay,
+                caution=caution,
+                maximize=maximize,
+            )
             continue
         step = None if caution else lr64.to(device=device, dtype=dtype)
         args = (lr64, decay, beta1, beta2, caution, maximize, step)
@@ -322,7 +333,7 @@ def _foreach_block(
     beta2: float,
     caution: bool,
     maximize: bool,
-    step: Tensor | None = None,
+    step: Tensor | None,
 ) -> None:
     """The Lion update of whole tensors with foreach ops (the caller keeps the list small enough to stay in cache)."""
     if maximize:
@@ -347,8 +358,7 @@ def _foreach_block(
                 steps[i] = _caution_steps(_count(agree[i]), u.numel(), lr64).to(u.dtype)
         _apply_masked(ps, us, agree, steps)
     else:
-        if step is None:
-            step = lr64.to(device=ps[0].device, dtype=ps[0].dtype)
+        assert step is not None
         torch._foreach_addcmul_(ps, us, [step] * len(ps), value=-1)
     torch._foreach_lerp_(ms, gs, 1.0 - beta2)
 
