@@ -1,3 +1,5 @@
 """Optimizers and the optimizer wrapper: ``Lion``, ``OptimizerWrapper`` and the param-group modifiers."""
 
-__all__: list[str] = []
+from noether.core.optimizer.lion import Lion
+
+__all__: list[str] = ["Lion"]
