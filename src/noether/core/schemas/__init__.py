@@ -1,3 +1,5 @@
 """Pydantic configs for optimizers and schedules."""
 
-__all__: list[str] = []
+from noether.core.schemas.optimizers import OptimizerConfig, ParamGroupModifierConfig
+
+__all__ = ["OptimizerConfig", "ParamGroupModifierConfig"]
