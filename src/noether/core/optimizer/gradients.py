@@ -57,7 +57,7 @@ def total_grad_norm(grads: Sequence[torch.Tensor]) -> torch.Tensor:
     device = grads[0].device
     partial_norms = []
     for key, group in _group(grads).items():
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(group)), 2.0, dtype=torch.float32)
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(group)).float(), 2.0)
         if key[0] == "dtensor":
             norm = norm.full_tensor()  # type: ignore[attr-defined]
         partial_norms.append(norm.to(device))

@@ -11,11 +11,10 @@ Both accept every config written for the original framework unchanged. The chang
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 __all__ = ["OptimizerConfig", "ParamGroupModifierConfig"]
 
@@ -26,6 +25,11 @@ _BUILTIN_MODIFIER_FIELDS: dict[str, set[str]] = {
     _LR_SCALE_KIND: {"scale"},
     _WEIGHT_DECAY_KIND: {"value"},
     _LAYERWISE_KIND: {"decay", "num_layers"},
+}
+# kind -> (its field, the other kind's field, what the field means, the kind that takes the other field)
+_SCALAR_MODIFIERS: dict[str, tuple[str, str, str, str]] = {
+    _LR_SCALE_KIND: ("scale", "value", "the lr multiplier", _WEIGHT_DECAY_KIND),
+    _WEIGHT_DECAY_KIND: ("value", "scale", "the weight decay", _LR_SCALE_KIND),
 }
 
 
@@ -51,40 +55,30 @@ class ParamGroupModifierConfig(BaseModel):
         description="Class path of the modifier, e.g. 'noether.core.optimizer.param_group_modifiers."
         "LrScaleByNameModifier'. Must name a ParamGroupModifierBase subclass."
     )
-    scale: float | None = Field(default=None, ge=0, description="Learning-rate multiplier (LrScaleByNameModifier).")
-    value: float | None = Field(default=None, ge=0, description="Weight decay (WeightDecayByNameModifier).")
+    scale: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Learning-rate multiplier (LrScaleByNameModifier)."
+    )
+    value: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Weight decay (WeightDecayByNameModifier)."
+    )
     name: str = Field(
         description="Full parameter name (e.g. 'backbone.cls_token') or a glob pattern (e.g. 'blocks.*.bias'). "
         "For LayerwiseLrDecayModifier: the dotted path of the module list that holds the layers."
     )
 
-    @field_validator("scale", "value")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"must be finite, got {value}")
-        return value
-
     @model_validator(mode="after")
     def _check_fields_against_kind(self) -> ParamGroupModifierConfig:
         builtin = _builtin_modifier_kind(self.kind)
-        if builtin == _LR_SCALE_KIND:
-            if self.scale is None:
-                raise ValueError(f"'scale' is required for {_LR_SCALE_KIND} (the lr multiplier of {self.name!r})")
-            if self.value is not None:
+        if builtin in _SCALAR_MODIFIERS:
+            field, other, meaning, other_kind = _SCALAR_MODIFIERS[builtin]
+            if getattr(self, field) is None:
+                raise ValueError(f"'{field}' is required for {builtin} ({meaning} of {self.name!r})")
+            if getattr(self, other) is not None:
                 raise ValueError(
-                    f"'value' is not a field of {_LR_SCALE_KIND} (got value={self.value}); use 'scale' for the lr "
-                    f"multiplier, or kind {_WEIGHT_DECAY_KIND} to set a weight decay"
+                    f"'{other}' is not a field of {builtin} (got {other}={getattr(self, other)}); use '{field}' for "
+                    f"{meaning}, or kind {other_kind}"
                 )
-        elif builtin == _WEIGHT_DECAY_KIND:
-            if self.value is None:
-                raise ValueError(f"'value' is required for {_WEIGHT_DECAY_KIND} (the weight decay of {self.name!r})")
-            if self.scale is not None:
-                raise ValueError(
-                    f"'scale' is not a field of {_WEIGHT_DECAY_KIND} (got scale={self.scale}); use 'value' for the "
-                    f"weight decay, or kind {_LR_SCALE_KIND} to scale the lr"
-                )
-        elif builtin == _LAYERWISE_KIND:
+        if builtin == _LAYERWISE_KIND:
             _check_layerwise_fields(self)
         if builtin is not None:
             unused = sorted(set(self.model_extra or {}) - _BUILTIN_MODIFIER_FIELDS[builtin])
@@ -124,12 +118,21 @@ class OptimizerConfig(BaseModel):
     kind: str | None = Field(
         default=None, description="Class path of a torch.optim.Optimizer subclass, e.g. 'torch.optim.AdamW'."
     )
-    lr: float | None = Field(default=None, gt=0, description="Learning rate; required when 'kind' is set.")
-    weight_decay: float | None = Field(
-        default=0.0, ge=0, description="Weight decay; 0.0 by default and always passed to the optimizer."
+    lr: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Learning rate; required when 'kind' is set."
     )
-    clip_grad_value: float | None = Field(default=None, gt=0, description="Clip each gradient element to +-value.")
-    clip_grad_norm: float | None = Field(default=None, gt=0, description="Clip the total L2 gradient norm.")
+    weight_decay: float | None = Field(
+        default=0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Weight decay; 0.0 by default and always passed to the optimizer.",
+    )
+    clip_grad_value: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Clip each gradient element to +-value."
+    )
+    clip_grad_norm: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Clip the total L2 gradient norm."
+    )
     param_group_modifiers_config: list[ParamGroupModifierConfig] | None = Field(
         default=None, description="Modifiers that change lr scale or weight decay of individual parameters."
     )
@@ -158,13 +161,6 @@ class OptimizerConfig(BaseModel):
     """The fields read by the wrapper rather than by the torch optimizer."""
 
     _optim_wrapper_kwargs: set[str] = PrivateAttr(default_factory=lambda: set(OptimizerConfig.WRAPPER_FIELDS))
-
-    @field_validator("lr", "weight_decay", "clip_grad_value", "clip_grad_norm")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"must be finite, got {value}")
-        return value
 
     @model_validator(mode="after")
     def _lr_required_with_kind(self) -> OptimizerConfig:
