@@ -226,3 +226,18 @@ def test_lr_scale_applied_once_without_schedule() -> None:
     assert [(g["lr"], g["original_lr"]) for g in scaled] == [(0.1, 0.4)]
     wrapper.schedule_step()  # no schedule: nothing changes
     assert [g["lr"] for g in scaled] == [0.1]
+
+
+def test_user_unscale_before_step_is_respected() -> None:
+    model, twin = mlp(), mlp()
+    x = torch.randn(3, 4)
+    scaler = torch.amp.GradScaler("cpu", init_scale=64.0)
+    wrapper = wrap(model, lr=0.1)
+    scaler.scale(model(x).sum()).backward()
+    scaler.unscale_(wrapper.torch_optim)
+    wrapper.step(scaler)
+    twin(x).sum().backward()
+    with torch.no_grad():
+        for p in twin.parameters():
+            p -= 0.1 * p.grad
+    torch.testing.assert_close(flat(model), flat(twin))

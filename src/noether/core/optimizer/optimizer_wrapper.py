@@ -38,6 +38,14 @@ def _set_hyperparameter(group: dict[str, Any], key: str, value: float) -> None:
         group[key] = value
 
 
+def _already_unscaled(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
+    """Whether the user already called ``scaler.unscale_(optimizer)`` this iteration (e.g. for own clipping)."""
+    from torch.amp.grad_scaler import OptState
+
+    states = getattr(scaler, "_per_optimizer_states", None)
+    return isinstance(states, Mapping) and states.get(id(optimizer), {}).get("stage") is OptState.UNSCALED
+
+
 class OptimizerWrapper:
     """Wrapper around a ``torch.optim.Optimizer`` that builds its param groups and drives its training steps.
 
@@ -220,7 +228,7 @@ class OptimizerWrapper:
             if shared:
                 _scaler_rounds.finish(scaler, self, unscaled=False)
             return
-        if shared:
+        if shared and not _already_unscaled(scaler, self.torch_optim):
             scaler.unscale_(self.torch_optim)
         norm = total_grad_norm(grads)
         self.last_grad_norm = norm.item()
