@@ -3,6 +3,7 @@
 from noether.core.factory.base import Factory
 from noether.core.factory.dataset import DatasetFactory
 from noether.core.factory.optimizer import OptimizerFactory
+from noether.core.factory.schedule import ScheduleFactory
 from noether.core.factory.utils import (
     KindResolutionError,
     allowed_module_prefixes,
@@ -17,6 +18,7 @@ __all__ = [
     "Factory",
     "KindResolutionError",
     "OptimizerFactory",
+    "ScheduleFactory",
     "allowed_module_prefixes",
     "class_constructor_from_class_path",
     "register_module_prefix",

@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from noether.core.schemas.schedules import AnyScheduleConfig
+
 __all__ = ["OptimizerConfig", "ParamGroupModifierConfig"]
 
 _LR_SCALE_KIND = "LrScaleByNameModifier"
@@ -140,10 +142,10 @@ class OptimizerConfig(BaseModel):
     exclude_normalization_params_from_weight_decay: bool = Field(
         default=True, description="1-D and scalar parameters other than biases get weight decay 0."
     )
-    weight_decay_schedule: Any | None = Field(
+    weight_decay_schedule: AnyScheduleConfig | None = Field(
         default=None, description="Schedule of the weight decay; max_value defaults to 'weight_decay'."
     )
-    schedule_config: Any | None = Field(
+    schedule_config: AnyScheduleConfig | None = Field(
         default=None, description="Schedule of the learning rate; max_value defaults to 'lr'."
     )
 
