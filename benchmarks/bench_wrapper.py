@@ -20,6 +20,7 @@ import torch
 
 from noether.core.optimizer import OptimizerWrapper
 from noether.core.schemas import OptimizerConfig
+from noether.core.utils.training import TrainingIteration, UpdateCounter
 
 
 def make_model(dim: int, blocks: int = 50) -> torch.nn.Module:
@@ -43,18 +44,23 @@ def time_it(fn: Callable[[], None], steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
-def build_wrapper(model: torch.nn.Module, with_schedule: bool) -> OptimizerWrapper:
-    config: dict[str, object] = {"clip_grad_norm": 1.0}
-    if with_schedule:
-        config["schedule_config"] = {"kind": "noether.core.schedules.ConstantSchedule", "value": 1e-3}
-    try:
-        return OptimizerWrapper(
-            model, functools.partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05), OptimizerConfig(**config)
-        )
-    except Exception:  # the schedule layer may not be present yet
-        if not with_schedule:
-            raise
-        return build_wrapper(model, with_schedule=False)
+def build_wrapper(model: torch.nn.Module) -> OptimizerWrapper:
+    config = OptimizerConfig.model_validate(
+        {
+            "clip_grad_norm": 1.0,
+            "schedule_config": {
+                "kind": "noether.core.schedules.LinearWarmupCosineDecaySchedule",
+                "warmup_percent": 0.1,
+            },
+        }
+    )
+    start = TrainingIteration(epoch=0, update=0, sample=0)
+    # The run is long enough that the counter never reaches the end while timing.
+    counter = UpdateCounter(start, TrainingIteration(update=10**9), updates_per_epoch=1000, effective_batch_size=1)
+    wrapper = OptimizerWrapper(
+        model, functools.partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05), config, update_counter=counter
+    )
+    return wrapper
 
 
 def main() -> None:
@@ -74,7 +80,7 @@ def main() -> None:
     n_elements = sum(p.numel() for p in base_model.parameters())
 
     optimizer = torch.optim.AdamW(base_model.parameters(), lr=1e-3, weight_decay=0.05)
-    wrapper = build_wrapper(wrapped_model, with_schedule=True)
+    wrapper = build_wrapper(wrapped_model)
     params = list(base_model.parameters())
 
     def bare() -> None:
@@ -84,6 +90,8 @@ def main() -> None:
     def wrapped() -> None:
         wrapper.schedule_step()
         wrapper.step()
+        assert wrapper.update_counter is not None
+        wrapper.update_counter.next_update()
 
     for fn in (bare, wrapped):  # warm-up: state allocation, first-call costs
         time_it(fn, 3)
@@ -94,8 +102,9 @@ def main() -> None:
 
     bare_median = statistics.median(bare_times)
     wrapped_median = statistics.median(wrapped_times)
-    schedule = "with lr schedule" if wrapper.schedule is not None else "no schedule layer found"
-    print(f"model: {n_tensors} tensors, {n_elements:,} elements; AdamW, clip_grad_norm=1.0; {schedule}")
+    print(
+        f"model: {n_tensors} tensors, {n_elements:,} elements; AdamW, clip_grad_norm=1.0; wrapper with LWCD lr schedule"
+    )
     print(f"{args.repeats} interleaved repeats x {args.steps} steps, 1 thread")
     print()
     print(f"| {'variant':<50} | {'median ms/step':>14} | {'ratio':>6} |")

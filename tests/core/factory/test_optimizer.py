@@ -91,6 +91,16 @@ def test_str_of_the_factory_built_wrapper() -> None:
     assert str(wrapper) == "AdamW(clip_grad_norm=1.0)"
     assert repr(wrapper).startswith("OptimizerWrapper(AdamW (")
     assert str(build(torch.nn.Linear(2, 2), kind="torch.optim.SGD", lr=0.1)) == "SGD"
+    schedule = {"kind": "noether.core.schedules.LinearWarmupCosineDecaySchedule", "warmup_percent": 0.1}
+    standard = build(
+        torch.nn.Linear(2, 2),
+        kind="torch.optim.AdamW",
+        lr=1e-3,
+        weight_decay=0.05,
+        clip_grad_norm=1.0,
+        schedule_config={**schedule, "end_value": 1e-6},
+    )
+    assert str(standard) == "AdamW(clip_grad_norm=1.0, schedule_config={'warmup_percent': 0.1})"
 
 
 def test_dataset_factory_is_a_plain_factory() -> None:

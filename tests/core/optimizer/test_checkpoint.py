@@ -8,6 +8,7 @@ import torch
 
 from noether.core.optimizer import LoadReport, OptimizerWrapper
 from noether.core.schemas import OptimizerConfig
+from noether.core.utils.training import TrainingIteration, UpdateCounter
 
 LR_SCALE = "noether.core.optimizer.LrScaleByNameModifier"
 
@@ -40,12 +41,22 @@ def roundtrip(state_dict: dict[str, Any]) -> dict[str, Any]:
     return loaded
 
 
-def make(model: torch.nn.Module, **config: Any) -> OptimizerWrapper:
-    base: dict[str, Any] = {"clip_grad_norm": 0.5}
+SCHEDULE = {"kind": "noether.core.schedules.LinearWarmupCosineDecaySchedule", "warmup_steps": 2}
+WD_SCHEDULE = {"kind": "noether.core.schedules.CosineDecreasingSchedule", "end_value": 0.01}
+
+
+def counter(start: int, end: int = 11) -> UpdateCounter:
+    start_iteration = TrainingIteration(epoch=0, update=start, sample=start)
+    return UpdateCounter(start_iteration, TrainingIteration(update=end), updates_per_epoch=100, effective_batch_size=1)
+
+
+def make(model: torch.nn.Module, start: int = 0, **config: Any) -> OptimizerWrapper:
+    base: dict[str, Any] = {"clip_grad_norm": 0.5, "schedule_config": SCHEDULE, "weight_decay_schedule": WD_SCHEDULE}
     return OptimizerWrapper(
         model,
         functools.partial(torch.optim.AdamW, lr=1e-2, weight_decay=config.pop("weight_decay", 0.1)),
         OptimizerConfig(**{**base, **config}),
+        update_counter=counter(start),
     )
 
 
@@ -71,6 +82,8 @@ def train(wrapper: OptimizerWrapper, steps: range) -> None:
             p.grad = grads[normalized(name)]
         wrapper.schedule_step()
         wrapper.step()
+        assert wrapper.update_counter is not None
+        wrapper.update_counter.next_update()
 
 
 def weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -93,11 +106,14 @@ def test_resume_is_bit_identical_to_uninterrupted_training() -> None:
     checkpoint = roundtrip(first.state_dict())
     model_weights = weights(first.model)
 
-    resumed = make(Net())
+    resumed = make(Net(), start=4)
     load_weights(resumed.model, model_weights)
     report = resumed.load_state_dict(checkpoint)
     assert report.new == () and report.dropped == () and len(report.restored) == 8
     train(resumed, range(4, 7))
+    assert reference.update_counter is not None and resumed.update_counter is not None
+    assert reference.update_counter.update == resumed.update_counter.update == 7
+    assert reference.torch_optim.param_groups[0]["lr"] == resumed.torch_optim.param_groups[0]["lr"]
     for name, value in weights(reference.model).items():
         assert torch.equal(value, weights(resumed.model)[name]), name
 
@@ -159,7 +175,7 @@ def test_resume_after_model_changes(variant: Variant, new: tuple[str, ...], drop
     checkpoint = roundtrip(old.state_dict())
     model = variant()
     load_weights(model, weights(old.model))
-    resumed = make(model, clip_grad_norm=1e6)
+    resumed = make(model, start=3, clip_grad_norm=1e6)
     report = resumed.load_state_dict(checkpoint)
     assert report.new == new and report.dropped == dropped
     assert_states_follow_names(old, resumed)

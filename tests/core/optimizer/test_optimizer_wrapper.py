@@ -7,6 +7,7 @@ import torch
 from noether.core.optimizer import OptimizerWrapper
 from noether.core.schemas import OptimizerConfig
 from noether.core.utils.torch import NoopGradScaler
+from noether.core.utils.training import TrainingIteration, UpdateCounter
 
 
 def mlp(seed: int = 0) -> torch.nn.Module:
@@ -241,3 +242,139 @@ def test_user_unscale_before_step_is_respected() -> None:
         for p in twin.parameters():
             p -= 0.1 * p.grad
     torch.testing.assert_close(flat(model), flat(twin))
+
+
+# ---------------------------------------------------------------- schedules
+
+
+def counter(end_update: int, start_update: int = 0) -> UpdateCounter:
+    start = TrainingIteration(epoch=0, update=start_update, sample=start_update)
+    return UpdateCounter(start, TrainingIteration(update=end_update), updates_per_epoch=1000, effective_batch_size=1)
+
+
+def lwcd_reference(s: int, total: int, warmup: int, peak: float, end: float) -> float:
+    # SPEC 6.6 closed form (start_value 0), written independently of the schedule classes.
+    if s < warmup:
+        return (s + 1) / (warmup + 1) * peak
+    decay = total - warmup
+    return end + (peak - end) * (1 + math.cos(math.pi * min(s - warmup, decay - 1) / max(1, decay - 1))) / 2
+
+
+def test_lr_schedule_with_lr_scale_and_max_value_from_lr_decisions_1_and_19(caplog: pytest.LogCaptureFixture) -> None:
+    model = mlp()
+    run = counter(10)
+    config = {
+        "schedule_config": {"kind": "noether.core.schedules.LinearWarmupCosineDecaySchedule", "warmup_steps": 2},
+        "param_group_modifiers_config": [
+            {"kind": "noether.core.optimizer.LrScaleByNameModifier", "name": "2.weight", "scale": 0.25}
+        ],
+    }
+    with caplog.at_level("INFO"):
+        wrapper = OptimizerWrapper(
+            model, functools.partial(torch.optim.SGD, lr=0.4), OptimizerConfig(**config), update_counter=run
+        )
+    assert "max_value" in caplog.text
+    for s in range(10):
+        wrapper.schedule_step()
+        value = lwcd_reference(s, 10, 2, peak=0.4, end=1e-6)
+        lrs = {g["name"]: g["lr"] for g in wrapper.torch_optim.param_groups}
+        assert lrs["lr_scale=2.5e-01"] == pytest.approx(0.25 * value, rel=1e-9)
+        assert lrs["default"] == pytest.approx(value, rel=1e-9)
+        assert lrs["weight_decay=0"] == pytest.approx(value, rel=1e-9)
+        run.next_update()
+
+
+def test_explicit_max_value_wins_over_lr() -> None:
+    config = {
+        "schedule_config": {
+            "kind": "noether.core.schedules.LinearWarmupCosineDecaySchedule",
+            "warmup_steps": 1,
+            "max_value": 0.1,
+        }
+    }
+    wrapper = OptimizerWrapper(
+        mlp(), functools.partial(torch.optim.SGD, lr=0.4), OptimizerConfig(**config), update_counter=counter(5)
+    )
+    wrapper.schedule_step()
+    assert wrapper.torch_optim.param_groups[0]["lr"] == pytest.approx(0.05)
+
+
+def test_weight_decay_schedule_is_proportional_decision_5() -> None:
+    model = mlp()
+    run = counter(4)
+    config = {
+        "weight_decay_schedule": {"kind": "noether.core.schedules.LinearDecreasingSchedule", "end_value": 0.0},
+        "param_group_modifiers_config": [
+            {"kind": "noether.core.optimizer.WeightDecayByNameModifier", "name": "2.weight", "value": 0.1}
+        ],
+    }
+    wrapper = OptimizerWrapper(
+        model,
+        functools.partial(torch.optim.AdamW, lr=0.1, weight_decay=0.05),
+        OptimizerConfig(**config),
+        update_counter=run,
+    )
+    groups = {g["name"]: g for g in wrapper.torch_optim.param_groups}
+    assert {n: g["exclude_from_wd"] for n, g in groups.items()} == {
+        "default": False,
+        "weight_decay=0": True,
+        "weight_decay=1.0e-01": False,
+    }
+    for s in range(4):
+        wrapper.schedule_step()
+        base = 0.05 * (1 - s / 3)  # max_value defaults to the configured weight decay (decision 1)
+        assert groups["default"]["weight_decay"] == pytest.approx(base, abs=1e-12)
+        assert groups["weight_decay=1.0e-01"]["weight_decay"] == pytest.approx(2 * base, abs=1e-12)
+        assert groups["weight_decay=0"]["weight_decay"] == 0.0
+        run.next_update()
+
+
+def test_weight_decay_schedule_with_zero_base_still_applies() -> None:
+    config = {"weight_decay_schedule": {"kind": "noether.core.schedules.ConstantSchedule", "value": 0.02}}
+    wrapper = OptimizerWrapper(
+        mlp(), functools.partial(torch.optim.AdamW, lr=0.1, weight_decay=0.0), OptimizerConfig(**config)
+    )
+    wrapper.schedule_step()
+    assert {g["name"]: g["weight_decay"] for g in wrapper.torch_optim.param_groups} == {
+        "default": 0.02,
+        "weight_decay=0": 0.0,
+    }
+
+
+def test_weight_decay_schedule_warns_when_every_group_is_excluded(caplog: pytest.LogCaptureFixture) -> None:
+    model = torch.nn.LayerNorm(4)
+    config = {"weight_decay_schedule": {"kind": "noether.core.schedules.ConstantSchedule", "value": 0.02}}
+    with caplog.at_level("WARNING"):
+        OptimizerWrapper(model, functools.partial(torch.optim.AdamW, lr=0.1), OptimizerConfig(**config))
+    assert "no effect" in caplog.text
+
+
+def test_schedule_without_counter_fails_clearly_at_first_use() -> None:
+    config = {"schedule_config": {"kind": "noether.core.schedules.LinearWarmupCosineDecaySchedule", "warmup_steps": 1}}
+    wrapper = OptimizerWrapper(mlp(), functools.partial(torch.optim.SGD, lr=0.1), OptimizerConfig(**config))
+    with pytest.raises(ValueError, match="update_counter"):
+        wrapper.schedule_step()
+
+
+def test_tensor_lr_stays_a_tensor() -> None:
+    config = {"schedule_config": {"kind": "noether.core.schedules.ConstantSchedule", "value": 0.02}}
+    ctor = functools.partial(torch.optim.Adam, lr=torch.tensor(0.1), capturable=False, foreach=False)
+    wrapper = OptimizerWrapper(mlp(), ctor, OptimizerConfig(**config))
+    wrapper.schedule_step()
+    lr = wrapper.torch_optim.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor) and lr.item() == pytest.approx(0.02)
+
+
+def test_str_with_a_schedule() -> None:
+    config = OptimizerConfig.model_validate(
+        {
+            "clip_grad_norm": 1.0,
+            "schedule_config": {
+                "kind": "noether.core.schedules.LinearWarmupCosineDecaySchedule",
+                "warmup_percent": 0.1,
+            },
+        }
+    )
+    wrapper = OptimizerWrapper(mlp(), functools.partial(torch.optim.AdamW, lr=1e-3), config, update_counter=counter(10))
+    assert str(wrapper).startswith("AdamW(clip_grad_norm=1.0, schedule_config={")
+    assert "'warmup_percent': 0.1" in str(wrapper)

@@ -18,6 +18,8 @@ from noether.core.schemas.optimizers import OptimizerConfig
 from noether.core.utils.bidict import Bidict
 from noether.core.utils.logging.formatting import float_to_scientific_notation
 from noether.core.utils.torch.amp import NoopGradScaler
+from noether.core.utils.training.counter import UpdateCounter
+from noether.core.utils.training.schedule_wrapper import ScheduleWrapper
 
 __all__ = ["OptimizerWrapper"]
 
@@ -75,18 +77,19 @@ class OptimizerWrapper:
         num_skipped_steps: How many steps were skipped because a gradient was not finite.
     """
 
-    schedule: Any | None = None
-    weight_decay_schedule: Any | None = None
+    schedule: ScheduleWrapper | None = None
+    weight_decay_schedule: ScheduleWrapper | None = None
 
     def __init__(
         self,
         model: torch.nn.Module,
         torch_optim_ctor: Callable[[list[dict[str, Any]]], torch.optim.Optimizer],
         optim_wrapper_config: OptimizerConfig,
-        update_counter: Any | None = None,
+        update_counter: UpdateCounter | None = None,
     ) -> None:
         # Imported here: the factory imports this module (SPEC: lazy import avoids the cycle).
         from noether.core.factory.optimizer import ParamGroupModifierFactory
+        from noether.core.factory.schedule import ScheduleFactory
 
         self.logger = logging.getLogger(f"{__name__}.{type(self).__name__}")
         self.model = model
@@ -134,11 +137,26 @@ class OptimizerWrapper:
             float(group.get("weight_decay") or 0.0) / configured_wd if configured_wd else 1.0
             for group in self.torch_optim.param_groups
         ]
-        self._excluded_from_wd = excluded_from_wd
-        self.schedule = None
-        self.weight_decay_schedule = None
-        if config.schedule_config is not None or config.weight_decay_schedule is not None:
-            raise NotImplementedError("schedules arrive with the schedule layer")
+        # Decision 1: a schedule's unset max_value is the configured lr (weight decay for the wd schedule).
+        self.schedule = ScheduleFactory().create(
+            config.schedule_config,
+            update_counter=update_counter,
+            default_max_value=float(self.torch_optim.defaults["lr"]),
+        )
+        self.weight_decay_schedule = ScheduleFactory().create(
+            config.weight_decay_schedule,
+            update_counter=update_counter,
+            default_max_value=configured_wd if configured_wd > 0 else None,
+        )
+        if self.weight_decay_schedule is not None:
+            for group, excluded in zip(self.torch_optim.param_groups, excluded_from_wd, strict=True):
+                if "exclude_from_wd" in group:
+                    raise ValueError(f"param group '{group['name']}' already has 'exclude_from_wd'")
+                group["exclude_from_wd"] = excluded
+            if all(excluded_from_wd):
+                self.logger.warning(
+                    "weight_decay_schedule has no effect: every param group is excluded from weight decay"
+                )
 
         _scaler_rounds.register(self)
         self.logger.info("%s param groups:\n%s", type(self.torch_optim).__name__, self.format_param_group_table())
