@@ -378,3 +378,25 @@ def test_str_with_a_schedule() -> None:
     wrapper = OptimizerWrapper(mlp(), functools.partial(torch.optim.AdamW, lr=1e-3), config, update_counter=counter(10))
     assert str(wrapper).startswith("AdamW(clip_grad_norm=1.0, schedule_config={")
     assert "'warmup_percent': 0.1" in str(wrapper)
+
+
+@pytest.mark.parametrize("other", ["no scaler", "own scaler"])
+def test_scaler_round_does_not_wait_for_a_wrapper_that_steps_otherwise(other: str) -> None:
+    model_a, model_b = mlp(0), mlp(1)
+    wrapper_a, wrapper_b = wrap(model_a, lr=0.1), wrap(model_b, lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    other_scaler = torch.amp.GradScaler("cpu", init_scale=8.0) if other == "own scaler" else None
+    x = torch.randn(3, 4)
+    scaler.scale(model_a(x).sum()).backward()
+    loss_b = model_b(x).sum()
+    (other_scaler.scale(loss_b) if other_scaler is not None else loss_b).backward()
+    model_a[0].weight.grad[0, 0] = float("inf")
+    wrapper_a.step(scaler)
+    assert scaler.get_scale() == 1024.0  # wrapper_b also had gradients, so it might share the scaler
+    wrapper_b.step(other_scaler)
+    assert scaler.get_scale() == 512.0  # updated within this iteration, before the next backward
+    # From now on wrapper_a alone drives the scaler.
+    wrapper_a.zero_grad()
+    scaler.scale(model_a(x).sum()).backward()
+    wrapper_a.step(scaler)
+    assert scaler._growth_tracker.item() == 1  # type: ignore[union-attr]

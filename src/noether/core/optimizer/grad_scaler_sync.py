@@ -6,9 +6,10 @@ would move twice per iteration. So each wrapper reports to a per-scaler *round*;
 member of the round has stepped (or found no gradients to step with).
 
 Membership is learned: when a scaler is first used, every live wrapper that holds gradients at that moment is
-expected to step in this iteration. A wrapper that steps with a scaler it has not used before joins. A member
-that stops stepping (a round that never completes) is dropped when a wrapper starts its next round: the pending
-update is applied then, with a warning, so the scale keeps tracking overflows.
+expected to step with it in this iteration. A wrapper that then steps with another scaler, or without one, leaves
+the round (which may complete it); a wrapper that steps with a scaler it has not used before joins. A member that
+stops stepping altogether (a round that never completes) is dropped when a wrapper starts its next round: the
+pending update is applied then, with a warning, so the scale keeps tracking overflows.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class ScalerRounds:
 
     def begin(self, scaler: torch.amp.GradScaler, wrapper: Any) -> None:
         """Call before ``wrapper`` unscales or steps with ``scaler``."""
+        self.withdraw(wrapper, keep=scaler)
         current = self._rounds.get(scaler)
         if current is None:
             current = _Round()
@@ -71,6 +73,15 @@ class ScalerRounds:
                 current.members.discard(member)
             self._complete(scaler, current)
         current.members.add(wrapper)
+
+    def withdraw(self, wrapper: Any, keep: torch.amp.GradScaler | None = None) -> None:
+        """``wrapper`` steps with another scaler (``keep``) or none: no other scaler's round waits for it."""
+        for scaler, current in list(self._rounds.items()):
+            if scaler is keep or wrapper not in current.members or id(wrapper) in current.finished:
+                continue
+            current.members.discard(wrapper)
+            if current.finished and all(id(member) in current.finished for member in current.members):
+                self._complete(scaler, current)
 
     def finish(self, scaler: torch.amp.GradScaler, wrapper: Any, *, unscaled: bool) -> None:
         """Call after ``wrapper`` stepped (``unscaled=True``) or found nothing to step (``unscaled=False``)."""

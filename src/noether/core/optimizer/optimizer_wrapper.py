@@ -241,6 +241,8 @@ class OptimizerWrapper:
         shared = scaler.is_enabled()
         if shared:
             _scaler_rounds.begin(scaler, self)
+        else:
+            _scaler_rounds.withdraw(self)
         grads = [param.grad for param in self._params if param.grad is not None]
         if not grads:
             if shared:
