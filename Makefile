@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/train_lion.py
+	$(VENV)/bin/noether-optim demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

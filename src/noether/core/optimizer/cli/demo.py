@@ -22,7 +22,7 @@ from noether.core.optimizer.cli.burgers import BurgersData, make_burgers_data
 from noether.core.optimizer.cli.config_io import load_optimizer_config
 from noether.core.optimizer.cli.model import BurgersSurrogate
 
-__all__ = ["RunHistory", "relative_l2", "train_surrogate"]
+__all__ = ["RunHistory", "relative_l2", "run_demo", "train_surrogate"]
 
 
 @dataclass
@@ -45,7 +45,8 @@ class RunHistory:
 
 def relative_l2(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean over samples of ``||prediction - target|| / ||target||``."""
-    return ((prediction - target).norm(dim=-1) / target.norm(dim=-1).clamp_min(1e-12)).mean()
+    error: torch.Tensor = ((prediction - target).norm(dim=-1) / target.norm(dim=-1).clamp_min(1e-12)).mean()
+    return error
 
 
 def _save_atomically(obj: dict[str, Any], path: Path) -> None:
@@ -65,6 +66,7 @@ def train_surrogate(
     checkpoint_path: Path | None = None,
     resume: bool = False,
     on_update: Callable[[RunHistory, int, int], None] | None = None,
+    on_start: Callable[[Any], None] | None = None,
 ) -> tuple[RunHistory, Any]:
     """Train :class:`BurgersSurrogate` on ``data`` with the optimizer described by a YAML config.
 
@@ -78,6 +80,7 @@ def train_surrogate(
         checkpoint_path: Where to save model, optimizer (by parameter name) and history after every epoch.
         resume: Continue from ``checkpoint_path`` if it exists.
         on_update: Called after every update with ``(history, update, total_updates)`` (progress display).
+        on_start: Called with the ``OptimizerWrapper`` once it is built (and restored), before the first update.
 
     Returns:
         The history and the ``OptimizerWrapper`` (to inspect its param groups).
@@ -113,6 +116,11 @@ def train_surrogate(
     optimizer = OptimizerFactory().create(load_optimizer_config(config_path))(model, update_counter=counter)
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
+    if on_start is not None:
+        on_start(optimizer)
+    groups = optimizer.torch_optim.param_groups
+    # Record the lr and wd of the group holding most of the weights (the one the schedules matter for).
+    tracked = max(groups, key=lambda group: sum(p.numel() for p in group["params"]))
 
     started = time.perf_counter() - history.seconds
     total_updates = epochs * updates_per_epoch
@@ -124,15 +132,14 @@ def train_surrogate(
             index = order[batch * batch_size : (batch + 1) * batch_size]
             optimizer.schedule_step()
             loss = relative_l2(model(inputs[index]), targets[index])
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             optimizer.step()
             optimizer.zero_grad()
             counter.next_update()
             counter.add_samples(batch_size)
-            group = optimizer.torch_optim.param_groups[0]
             history.train_loss.append(loss.item())
-            history.lr.append(float(group["lr"]))
-            history.weight_decay.append(float(group["weight_decay"]))
+            history.lr.append(float(tracked["lr"]))
+            history.weight_decay.append(float(tracked["weight_decay"]))
             if on_update is not None:
                 on_update(history, counter.update, total_updates)
         counter.next_epoch()
@@ -153,6 +160,98 @@ def train_surrogate(
     return history, optimizer
 
 
-def default_data() -> BurgersData:
-    """The demo's data set: 1024 training and 256 validation pairs on a 64-point grid."""
-    return make_burgers_data()
+def _progress(label: str, quiet: bool) -> tuple[Callable[[RunHistory, int, int], None] | None, Callable[[], None]]:
+    """A tqdm bar showing loss and lr (plain lines once per 10% when tqdm is missing); returns (callback, close)."""
+    if quiet:
+        return None, lambda: None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        last_shown = [-1]
+
+        def report(history: RunHistory, update: int, total: int) -> None:
+            decile = 10 * update // total
+            if decile != last_shown[0]:
+                last_shown[0] = decile
+                print(f"{label}: update {update}/{total} loss {history.train_loss[-1]:.4f} lr {history.lr[-1]:.2e}")
+
+        return report, lambda: None
+    bar: Any = None
+
+    def update_bar(history: RunHistory, update: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=update - 1, desc=label, unit="upd", dynamic_ncols=True, leave=True)
+        bar.update(1)
+        if update % 10 == 0 or update == total:
+            bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", lr=f"{history.lr[-1]:.2e}")
+
+    def close() -> None:
+        if bar is not None:
+            bar.close()
+
+    return update_bar, close
+
+
+def run_demo(args: Any) -> int:
+    """The ``demo`` command: both runs, the group table, the PNG and the verdict. Returns the exit code."""
+    threads = torch.get_num_threads()
+    # The surrogate's ops are small: one thread is faster than two that synchronise every op, and it cannot stall
+    # behind other processes the way spinning OpenMP threads do on a busy machine.
+    torch.set_num_threads(1)
+    try:
+        return _run_demo(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_demo(args: Any) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    data = make_burgers_data(seed=args.seed)
+    print(
+        f"Burgers' equation data: {len(data.train_inputs)} train / {len(data.val_inputs)} validation fields on a "
+        f"{data.train_inputs.shape[1]}-point grid ({time.perf_counter() - started:.1f} s)"
+    )
+    runs = [("Lion", Path(args.lion_config))]
+    if not args.no_adamw:
+        runs.append(("AdamW", Path(args.adamw_config)))
+    histories = []
+    for label, config_path in runs:
+        callback, close = _progress(label, args.quiet)
+        try:
+            history, _ = train_surrogate(
+                config_path,
+                data,
+                name=label,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                checkpoint_path=out / f"{label.lower()}.pt",
+                resume=args.resume,
+                on_update=callback,
+                on_start=lambda wrapper: print(f"{wrapper}: param groups\n{wrapper.format_param_group_table()}"),
+            )
+        finally:
+            close()
+        print(f"{label}: validation relative L2 error {history.final_val_error:.4f} ({history.seconds:.1f} s)")
+        histories.append(history)
+    if not args.no_plot:
+        from noether.core.optimizer.cli.plotting import plot_runs
+
+        print(f"wrote {plot_runs(histories, out / 'demo.png').resolve()}")
+    if len(histories) == 2:
+        lion, adamw = histories
+        if lion.final_val_error < adamw.final_val_error:
+            print(
+                f"Lion beat AdamW on the same budget: validation error {lion.final_val_error:.4f} vs "
+                f"{adamw.final_val_error:.4f} ({adamw.final_val_error / lion.final_val_error:.2f}x lower)."
+            )
+        else:
+            print(
+                f"Lion did NOT beat AdamW on this budget: validation error {lion.final_val_error:.4f} vs "
+                f"{adamw.final_val_error:.4f}."
+            )
+    print(f"done in {time.perf_counter() - started:.1f} s; checkpoints in {out.resolve()} (continue with --resume)")
+    return 0

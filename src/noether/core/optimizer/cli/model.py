@@ -17,7 +17,8 @@ class _ResidualBlock(nn.Module):
         self.conv2 = nn.Conv1d(width, width, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(nn.functional.gelu(self.conv1(self.norm(x))))
+        out: torch.Tensor = x + self.conv2(nn.functional.gelu(self.conv1(self.norm(x))))
+        return out
 
 
 class BurgersSurrogate(nn.Module):
@@ -40,4 +41,5 @@ class BurgersSurrogate(nn.Module):
         x = self.lift(u0.unsqueeze(1)) + self.pos_embed
         for block in self.blocks:
             x = block(x)
-        return u0 + self.head(self.norm(x)).squeeze(1)
+        prediction: torch.Tensor = u0 + self.head(self.norm(x)).squeeze(1)
+        return prediction

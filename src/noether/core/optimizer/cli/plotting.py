@@ -50,8 +50,8 @@ def plot_runs(runs: Sequence[RunHistory], path: str | Path) -> Path:
         ax_lr.plot(updates, run.lr, color=line.get_color(), label=run.name)
         ax_wd.plot(updates, run.weight_decay, color=line.get_color(), label=run.name)
     ax_loss.set(yscale="log", xlabel="update", ylabel="relative L2 error", title="Loss")
-    ax_lr.set(xlabel="update", ylabel="lr (default group)", title="Learning rate", yscale="log")
-    ax_wd.set(xlabel="update", ylabel="weight decay (default group)", title="Weight decay")
+    ax_lr.set(xlabel="update", ylabel="lr (largest group)", title="Learning rate", yscale="log")
+    ax_wd.set(xlabel="update", ylabel="weight decay (largest group)", title="Weight decay")
     for ax in (ax_loss, ax_lr, ax_wd):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
