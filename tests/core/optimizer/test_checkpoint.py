@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 import torch
 
-from noether.core.optimizer import LoadReport, OptimizerWrapper
+from noether.core.factory import OptimizerFactory
+from noether.core.optimizer import Lion, LoadReport, OptimizerWrapper
 from noether.core.schemas import OptimizerConfig
 from noether.core.utils.training import TrainingIteration, UpdateCounter
 
@@ -97,16 +98,34 @@ def load_weights(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> Non
                 p.copy_(source[normalized(name)])
 
 
-def test_resume_is_bit_identical_to_uninterrupted_training() -> None:
-    reference = make(Net())
+def make_lion(model: torch.nn.Module, start: int = 0) -> OptimizerWrapper:
+    """Lion through the factory, with Lion's own keyword arguments passed through the config (decision 2)."""
+    config = {
+        "kind": "noether.core.optimizer.Lion",
+        "lr": 1e-3,
+        "weight_decay": 0.5,
+        "betas": [0.9, 0.98],
+        "caution": True,
+        "clip_grad_norm": 0.5,
+        "schedule_config": SCHEDULE,
+        "weight_decay_schedule": WD_SCHEDULE,
+    }
+    wrapper = OptimizerFactory().create(config)(model, update_counter=counter(start))
+    assert isinstance(wrapper.torch_optim, Lion) and wrapper.torch_optim.defaults["caution"] is True
+    return wrapper
+
+
+@pytest.mark.parametrize("build", [make, make_lion], ids=["adamw", "lion"])
+def test_resume_is_bit_identical_to_uninterrupted_training(build: Callable[..., OptimizerWrapper]) -> None:
+    reference = build(Net())
     train(reference, range(7))
 
-    first = make(Net())
+    first = build(Net())
     train(first, range(4))
     checkpoint = roundtrip(first.state_dict())
     model_weights = weights(first.model)
 
-    resumed = make(Net(), start=4)
+    resumed = build(Net(), start=4)
     load_weights(resumed.model, model_weights)
     report = resumed.load_state_dict(checkpoint)
     assert report.new == () and report.dropped == () and len(report.restored) == 8
@@ -319,3 +338,34 @@ def test_original_format_checkpoint_loads() -> None:
 def test_malformed_checkpoints_raise(checkpoint: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make(Net()).load_state_dict(checkpoint)
+
+
+def test_original_format_lion_checkpoint_loads_and_continues() -> None:
+    """SPEC 3.4's example layout for Lion: only ``exp_avg`` per parameter, no step counter."""
+    model = Net()
+    params = dict(model.named_parameters())
+    names = sorted(params)  # the original numbered its groups differently from ours
+    checkpoint = {
+        "state": {i: {"exp_avg": torch.full(params[n].shape, 0.01 * (i + 1))} for i, n in enumerate(names)},
+        "param_groups": [
+            {
+                "lr": 5e-5,
+                "betas": (0.9, 0.99),
+                "weight_decay": 0.05,
+                "caution": False,
+                "foreach": None,
+                "maximize": False,
+                "name": "default",
+                "params": list(range(len(names))),
+            }
+        ],
+        "param_idx_to_name": dict(enumerate(names)),
+    }
+    wrapper = make_lion(model, start=3)
+    report = wrapper.load_state_dict(roundtrip(checkpoint))
+    assert sorted(report.restored) == names
+    state = wrapper.torch_optim.state_dict()["state"]
+    for index, name in wrapper.param_idx_to_name.items():
+        assert torch.equal(state[index]["exp_avg"], torch.full(params[name].shape, 0.01 * (names.index(name) + 1)))
+    train(wrapper, range(3, 4))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
