@@ -5,6 +5,8 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from noether.core.factory import OptimizerFactory
 from noether.core.optimizer import Lion, LoadReport, OptimizerWrapper
@@ -369,3 +371,58 @@ def test_original_format_lion_checkpoint_loads_and_continues() -> None:
         assert torch.equal(state[index]["exp_avg"], torch.full(params[name].shape, 0.01 * (names.index(name) + 1)))
     train(wrapper, range(3, 4))
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+class Bag(torch.nn.Module):
+    """A model that is just named parameters, in a given order."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        super().__init__()
+        self.params = torch.nn.ParameterDict({n: torch.nn.Parameter(torch.zeros(s)) for n, s in shapes.items()})
+
+
+_NAMES = [f"p{i}" for i in range(8)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    old_names=st.lists(st.sampled_from(_NAMES), unique=True, min_size=1),
+    new_names=st.lists(st.sampled_from(_NAMES), unique=True, min_size=1),
+    ndims=st.lists(st.integers(0, 2), min_size=8, max_size=8),
+    wd_names=st.sets(st.sampled_from(_NAMES)),
+)
+def test_states_follow_names_for_any_layout(
+    old_names: list[str], new_names: list[str], ndims: list[int], wd_names: set[str]
+) -> None:
+    shape = {n: (2,) * ndims[i] for i, n in enumerate(_NAMES)}
+    old = OptimizerWrapper(
+        Bag({n: shape[n] for n in old_names}),
+        functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9),
+        OptimizerConfig(),
+    )
+    for index, p in enumerate(old.model.parameters()):
+        p.grad = torch.full_like(p, float(index + 1))
+    old.step()
+    modifiers = [
+        {"kind": "noether.core.optimizer.WeightDecayByNameModifier", "name": f"params.{n}", "value": 0.3}
+        for n in sorted(wd_names & set(new_names))
+    ]
+    new = OptimizerWrapper(
+        Bag({n: shape[n] for n in new_names}),
+        functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9),
+        OptimizerConfig(param_group_modifiers_config=modifiers or None),
+    )
+    report = new.load_state_dict(roundtrip(old.state_dict()))
+    assert set(report.restored) == {f"params.{n}" for n in set(old_names) & set(new_names)}
+    assert set(report.new) == {f"params.{n}" for n in set(new_names) - set(old_names)}
+    assert set(report.dropped) == {f"params.{n}" for n in set(old_names) - set(new_names)}
+    old_buffers = {
+        old.param_idx_to_name.get_value_by_key(i): s["momentum_buffer"]
+        for i, s in old.torch_optim.state_dict()["state"].items()
+    }
+    new_state = new.torch_optim.state_dict()["state"]
+    for index, name in new.param_idx_to_name.items():
+        if name in old_buffers:
+            assert torch.equal(new_state[index]["momentum_buffer"], old_buffers[name])
+        else:
+            assert index not in new_state
