@@ -96,15 +96,18 @@ def test_no_clipping_still_reports_norm_and_all_parameters_none() -> None:
     assert wrapper.last_grad_norm == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("scaler", [None, "noop"])
+@pytest.mark.parametrize("scaler", [None, "noop", "real"])
 def test_no_gradients_is_a_no_op_with_or_without_scaler_decision_17(scaler: str | None) -> None:
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     calls = []
     optimizer.step = lambda *a, **k: calls.append(1)  # type: ignore[method-assign]
     wrapper = OptimizerWrapper(model, lambda groups: optimizer, OptimizerConfig(clip_grad_norm=1.0))
-    wrapper.step(NoopGradScaler() if scaler else None)
-    assert calls == [] and wrapper.num_skipped_steps == 0
+    grad_scaler = {None: None, "noop": NoopGradScaler(), "real": torch.amp.GradScaler("cpu", growth_interval=1)}[scaler]
+    wrapper.step(grad_scaler)
+    assert calls == [] and wrapper.num_skipped_steps == 0 and wrapper.last_grad_norm is None
+    if isinstance(grad_scaler, torch.amp.GradScaler) and grad_scaler.is_enabled():
+        assert grad_scaler._scale is None  # never used, never updated
 
 
 def test_nan_without_scaler_skips_and_keeps_state_finite() -> None:
