@@ -403,3 +403,28 @@ def test_scaler_round_does_not_wait_for_a_wrapper_that_steps_otherwise(other: st
     scaler.scale(model_a(x).sum()).backward()
     wrapper_a.step(scaler)
     assert scaler._growth_tracker.item() == 1  # type: ignore[union-attr]
+
+
+def test_member_that_stops_stepping_is_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    model_a, model_b = mlp(0), mlp(1)
+    wrapper_a, wrapper_b = wrap(model_a, lr=0.01), wrap(model_b, lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=4.0, growth_interval=1)
+    x = torch.randn(2, 4)
+
+    def backward() -> None:
+        for w in (wrapper_a, wrapper_b):
+            w.zero_grad()
+        scaler.scale(model_a(x).sum() + model_b(x).sum()).backward()
+
+    backward()
+    wrapper_a.step(scaler)
+    wrapper_b.step(scaler)
+    assert scaler.get_scale() == 8.0
+    backward()
+    wrapper_a.step(scaler)  # wrapper_b is not stepped this iteration
+    assert scaler.get_scale() == 8.0
+    backward()
+    with caplog.at_level("WARNING"):
+        wrapper_a.step(scaler)  # the stale round is completed first, then wrapper_a alone drives the scaler
+    assert "did not step" in caplog.text
+    assert scaler.get_scale() == 32.0
