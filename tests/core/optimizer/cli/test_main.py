@@ -116,3 +116,16 @@ def test_groups_bad_model_exits_4(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli.main(["groups", str(config), "--model", "no_such_module_xyz:build"]) == cli.EXIT_BAD_MODEL
     assert cli.main(["groups", str(config), "--model", "nocolon"]) == cli.EXIT_BAD_MODEL
     assert "MODULE:FACTORY" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [("betaz: [0.9, 0.9]\n", "betaz"), ("kind: os.system\n", "os.system")],
+)
+def test_groups_config_problems_found_when_building_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, needle: str
+) -> None:
+    text = "lr: 1.0e-3\n" + (body if body.startswith("kind") else "kind: torch.optim.AdamW\n" + body)
+    config = _write(tmp_path, "g.yaml", text)
+    assert cli.main(["groups", str(config), "--model", f"{__name__}:build_model"]) == cli.EXIT_BAD_CONFIG
+    assert needle in capsys.readouterr().err

@@ -114,8 +114,13 @@ def _run_groups(args: argparse.Namespace) -> int:
     from noether.core.optimizer.cli.config_io import load_optimizer_config
 
     config = load_optimizer_config(args.config)
+    try:
+        # Resolves the kind and checks the optimizer's keyword arguments: still a problem of the config file.
+        build_wrapper = OptimizerFactory().create(config)
+    except ValueError as error:
+        raise ConfigError(f"{args.config}: {error}") from None
     model = _import_model(args.model)
-    wrapper = OptimizerFactory().create(config)(model)
+    wrapper = build_wrapper(model)
     print(f"{wrapper}\n{wrapper.format_param_group_table()}")
     return 0
 
