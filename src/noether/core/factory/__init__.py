@@ -1,6 +1,7 @@
 """Factories that build optimizers, schedules and modifiers from configs, with safe ``kind`` resolution."""
 
 from noether.core.factory.base import Factory
+from noether.core.factory.schedule import ScheduleFactory
 from noether.core.factory.utils import (
     KindResolutionError,
     allowed_module_prefixes,
@@ -13,6 +14,7 @@ from noether.core.factory.utils import (
 __all__ = [
     "Factory",
     "KindResolutionError",
+    "ScheduleFactory",
     "allowed_module_prefixes",
     "class_constructor_from_class_path",
     "register_module_prefix",
