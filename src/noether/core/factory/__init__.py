@@ -1,6 +1,8 @@
 """Factories that build optimizers, schedules and modifiers from configs, with safe ``kind`` resolution."""
 
 from noether.core.factory.base import Factory
+from noether.core.factory.dataset import DatasetFactory
+from noether.core.factory.optimizer import OptimizerFactory
 from noether.core.factory.schedule import ScheduleFactory
 from noether.core.factory.utils import (
     KindResolutionError,
@@ -12,8 +14,10 @@ from noether.core.factory.utils import (
 )
 
 __all__ = [
+    "DatasetFactory",
     "Factory",
     "KindResolutionError",
+    "OptimizerFactory",
     "ScheduleFactory",
     "allowed_module_prefixes",
     "class_constructor_from_class_path",

@@ -1,5 +1,6 @@
 """Pydantic configs for optimizers and schedules."""
 
+from noether.core.schemas.optimizers import OptimizerConfig, ParamGroupModifierConfig
 from noether.core.schemas.schedules import (
     AnyScheduleConfig,
     ConstantScheduleConfig,
@@ -25,6 +26,8 @@ __all__ = [
     "DecreasingProgressScheduleConfig",
     "IncreasingProgressScheduleConfig",
     "LinearWarmupCosineDecayScheduleConfig",
+    "OptimizerConfig",
+    "ParamGroupModifierConfig",
     "PeriodicBoolScheduleConfig",
     "PolynomialDecreasingScheduleConfig",
     "PolynomialIncreasingScheduleConfig",
