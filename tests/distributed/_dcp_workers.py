@@ -20,7 +20,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-DCP_OPTIMIZERS = ("adamw_foreach",)
+DCP_OPTIMIZERS = ("adamw_foreach", "lion_foreach")
 SPLIT = 3  # steps before the checkpoint; the rest of make_batches() runs after it
 
 
@@ -60,18 +60,18 @@ def dcp_save_and_resume(ctx: RankContext) -> None:
     batches = make_batches()
     for name in DCP_OPTIMIZERS:
         path = checkpoint_dir(ctx.run_dir, name)
-        model = sharded_model(ctx.mesh)
-        optimizer = OPTIMIZERS[name](model.parameters())
-        train(ctx, model, optimizer, batches[:SPLIT])
-        save(model, optimizer, path)
-        ctx.save(
-            f"dcp_{name}_at_checkpoint", {"params": params_of(model), "state": full_optimizer_state(model, optimizer)}
-        )
-        train(ctx, model, optimizer, batches[SPLIT:])
-        ctx.save(f"dcp_{name}_continued", params_of(model))
-
-        resumed = sharded_model(ctx.mesh)
-        resumed_optimizer = OPTIMIZERS[name](resumed.parameters())
-        load(resumed, resumed_optimizer, path)
-        train(ctx, resumed, resumed_optimizer, batches[SPLIT:])
-        ctx.save(f"dcp_{name}_resumed", params_of(resumed))
+        with ctx.scenario(f"dcp_{name}_continued"):
+            model = sharded_model(ctx.mesh)
+            optimizer = OPTIMIZERS[name](model.parameters())
+            train(ctx, model, optimizer, batches[:SPLIT])
+            save(model, optimizer, path)
+            at_checkpoint = {"params": params_of(model), "state": full_optimizer_state(model, optimizer)}
+            ctx.save(f"dcp_{name}_at_checkpoint", at_checkpoint)
+            train(ctx, model, optimizer, batches[SPLIT:])
+            ctx.save(f"dcp_{name}_continued", params_of(model))
+        with ctx.scenario(f"dcp_{name}_resumed"):
+            resumed = sharded_model(ctx.mesh)
+            resumed_optimizer = OPTIMIZERS[name](resumed.parameters())
+            load(resumed, resumed_optimizer, path)
+            train(ctx, resumed, resumed_optimizer, batches[SPLIT:])
+            ctx.save(f"dcp_{name}_resumed", params_of(resumed))

@@ -11,8 +11,9 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
-FSDP_OPTIMIZERS = ("adamw_foreach", "adamw_single")
-MIXED_OPTIMIZERS = ("adamw_single",)
+FSDP_OPTIMIZERS = ("adamw_foreach", "lion_foreach", "lion_single", "lion_caution_foreach", "lion_caution_single")
+# torch's own foreach optimizers refuse a list mixing DTensor and plain tensors; Lion buckets them.
+MIXED_OPTIMIZERS = ("adamw_single", "lion_foreach", "lion_caution_foreach")
 
 
 def sharded_model(mesh: DeviceMesh, ignored: tuple[str, ...] = ()) -> nn.Module:
@@ -41,10 +42,11 @@ def train(ctx: RankContext, model: nn.Module, optimizer: torch.optim.Optimizer) 
 
 
 def run_optimizer(ctx: RankContext, name: str, builder: OptimizerBuilder, ignored: tuple[str, ...] = ()) -> None:
-    model = sharded_model(ctx.mesh, ignored)
-    kinds = {n: type(p).__name__ for n, p in model.named_parameters()}
-    train(ctx, model, builder(model.parameters()))
-    ctx.save(name, {"params": params_of(model), "kinds": kinds})
+    with ctx.scenario(name):
+        model = sharded_model(ctx.mesh, ignored)
+        kinds = {n: type(p).__name__ for n, p in model.named_parameters()}
+        train(ctx, model, builder(model.parameters()))
+        ctx.save(name, {"params": params_of(model), "kinds": kinds})
 
 
 def fsdp_training(ctx: RankContext) -> None:

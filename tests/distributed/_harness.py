@@ -61,13 +61,38 @@ class RankContext:
         """Store ``obj`` (anything ``torch.save`` accepts) as this rank's result ``name``."""
         torch.save(obj, self.run_dir / f"{name}.rank{self.rank}.pt")
 
+    @contextlib.contextmanager
+    def scenario(self, name: str) -> Iterator[None]:
+        """Run one scenario whose failure fails only the tests reading result ``name``, not the whole run.
+
+        The exception is recorded for :func:`load_results` and the rank carries on with the next scenario. That is
+        safe when every rank fails at the same point, as a deterministic bug does; if only some ranks fail, the
+        others wait in a collective until it times out, and the run may end at its deadline.
+        """
+        try:
+            yield
+        except Exception:
+            (self.run_dir / f"{name}.error.rank{self.rank}.txt").write_text(traceback.format_exc())
+
 
 class DistributedRunError(AssertionError):
     """A rank failed or the run missed its deadline; the message holds the earliest rank traceback first."""
 
 
+class ScenarioError(AssertionError):
+    """A scenario run by :meth:`RankContext.scenario` raised on some rank."""
+
+
 def load_results(run_dir: Path, name: str, world_size: int = WORLD_SIZE) -> list[Any]:
-    """The objects every rank saved under ``name``, indexed by rank."""
+    """The objects every rank saved under ``name``, indexed by rank.
+
+    Raises:
+        ScenarioError: The scenario that should have produced them failed; the message holds the tracebacks.
+    """
+    errors = sorted(run_dir.glob(f"{name}.error.rank*.txt"))
+    if errors:
+        details = "\n".join(f"--- {file.name} ---\n{file.read_text()}" for file in errors)
+        raise ScenarioError(f"scenario {name} failed on the ranks:\n{details}")
     return [torch.load(run_dir / f"{name}.rank{rank}.pt", weights_only=False) for rank in range(world_size)]
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from noether.core.optimizer import Lion
+
 IN, HIDDEN, OUT = 8, 16, 5  # OUT=5 so FSDP2 shards the last layer unevenly over 2 ranks (3 + 2 rows)
 GLOBAL_BATCH = 8
 STEPS = 6
@@ -94,11 +96,31 @@ def params_of(model: nn.Module) -> dict[str, torch.Tensor]:
     return out
 
 
+def lion_foreach(params: Iterable[Any]) -> torch.optim.Optimizer:
+    return Lion(params, lr=1e-2, weight_decay=0.1, foreach=True)
+
+
+def lion_single(params: Iterable[Any]) -> torch.optim.Optimizer:
+    return Lion(params, lr=1e-2, weight_decay=0.1, foreach=False)
+
+
+def lion_caution_foreach(params: Iterable[Any]) -> torch.optim.Optimizer:
+    return Lion(params, lr=1e-2, weight_decay=0.1, caution=True, foreach=True)
+
+
+def lion_caution_single(params: Iterable[Any]) -> torch.optim.Optimizer:
+    return Lion(params, lr=1e-2, weight_decay=0.1, caution=True, foreach=False)
+
+
 # Module-level functions (not lambdas) so spawned ranks can receive them by reference.
 OPTIMIZERS: dict[str, OptimizerBuilder] = {
     "sgd_momentum": sgd_momentum,
     "adamw_foreach": adamw_foreach,
     "adamw_single": adamw_single,
+    "lion_foreach": lion_foreach,
+    "lion_single": lion_single,
+    "lion_caution_foreach": lion_caution_foreach,
+    "lion_caution_single": lion_caution_single,
 }
 
 

@@ -30,3 +30,11 @@ def test_mixed_dtensor_and_plain_params_match_single_process(rank_results: Path,
     assert_matches_single_process(rank0["params"], optimizer)
     for name in rank0["params"]:
         assert torch.equal(rank0["params"][name], rank1["params"][name]), name
+
+
+@pytest.mark.parametrize("caution", ["", "caution_"])
+def test_lion_foreach_and_single_tensor_kernels_agree_bitwise_on_dtensors(rank_results: Path, caution: str) -> None:
+    foreach, _ = load_results(rank_results, f"fsdp_lion_{caution}foreach")
+    single, _ = load_results(rank_results, f"fsdp_lion_{caution}single")
+    for name, value in foreach["params"].items():
+        assert torch.equal(value, single["params"][name]), name

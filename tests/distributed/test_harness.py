@@ -3,10 +3,11 @@ import time
 from pathlib import Path
 
 import pytest
-from _harness import DistributedRunError, run_on_ranks
-from _harness_workers import hangs, rank1_raises_while_rank0_waits
+from _harness import DistributedRunError, ScenarioError, load_results, run_on_ranks
+from _harness_workers import hangs, one_scenario_fails_on_every_rank, rank1_raises_while_rank0_waits
 
 pytestmark = pytest.mark.distributed
+RANK_WORKER = one_scenario_fails_on_every_rank
 
 
 def test_the_failing_rank_is_reported_first(tmp_path: Path) -> None:
@@ -25,3 +26,9 @@ def test_ranks_alive_after_the_deadline_are_killed(tmp_path: Path) -> None:
         run_on_ranks(hangs, tmp_path, deadline_s=3.0)
     assert time.monotonic() - start < 20.0
     assert multiprocessing.active_children() == []
+
+
+def test_a_failed_scenario_fails_only_its_own_results(rank_results: Path) -> None:
+    with pytest.raises(ScenarioError, match="KeyError: 'bad scenario on rank 1'"):
+        load_results(rank_results, "harness_bad")
+    assert [value.item() for value in load_results(rank_results, "harness_good")] == [3.0, 3.0]
