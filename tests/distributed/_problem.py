@@ -126,9 +126,9 @@ OPTIMIZERS: dict[str, OptimizerBuilder] = {
 
 # Data-parallel runs average two half-batch mean gradients where the reference takes one full-batch mean: the same
 # sum in a different float32 order, so gradients differ by a few ulp (float32 eps is 1.2e-7, parameters here are
-# O(1)). Over STEPS updates that drift stays around 1e-8 (measured: at most 3e-8 for SGD, AdamW and Lion). A real bug
-# (an unaveraged gradient, a shard stepped twice, a lost state) moves parameters by about lr >= 1e-3; for Lion a
-# single flipped sign moves an element by 2 * lr. 1e-5 sits well between the two.
+# O(1)). Over STEPS updates that drift stays around 1e-8 (measured: at most 3e-8 for SGD and AdamW; Lion, whose update
+# is a sign, came out bit-identical). A real bug (an unaveraged gradient, a shard stepped twice, a lost state) moves
+# parameters by 1e-3 or more per step; for Lion a single flipped sign moves an element by 2 * lr. 1e-5 sits between.
 DATA_PARALLEL_ATOL = 1e-5
 
 
