@@ -40,4 +40,8 @@ def zero_training(ctx: RankContext) -> None:
                 optimizer.zero_grad()
             # Each rank holds the state of its own partition only.
             local_state = sum(len(state) > 0 for state in optimizer.optim.state.values())
-            ctx.save(f"zero_{name}", {"params": params_of(model), "local_state_entries": local_state})
+            # A full checkpoint: every rank sends its partition's state to rank 0 (a collective).
+            optimizer.consolidate_state_dict(to=0)
+            full_state = optimizer.state_dict() if ctx.rank == 0 else None
+            result = {"params": params_of(model), "local_state_entries": local_state, "state_dict": full_state}
+            ctx.save(f"zero_{name}", result)
