@@ -214,6 +214,13 @@ def _is_plain(t: Tensor) -> bool:
     return type(t) in (Tensor, torch.nn.Parameter)
 
 
+def _storage_ptr(t: Tensor) -> int:
+    """Address of ``t``'s storage; a DTensor owns none (asking raises), so that of its local shard."""
+    to_local = getattr(t, "to_local", None)
+    local = to_local() if callable(to_local) and not _is_plain(t) else t
+    return int(local.untyped_storage().data_ptr())
+
+
 def _group_for_foreach(
     params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
 ) -> dict[tuple[torch.device, torch.dtype, type], tuple[list[Tensor], list[Tensor], list[Tensor]]]:
@@ -628,7 +635,7 @@ class Lion(Optimizer):
                         f"but the parameter has shape {tuple(param.shape)}"
                     )
         given = {
-            t.untyped_storage().data_ptr()
+            _storage_ptr(t)
             for value in state_dict["state"].values()
             if isinstance(value, dict)
             for t in value.values()
@@ -637,7 +644,7 @@ class Lion(Optimizer):
         super().load_state_dict(state_dict)
         for param_state in self.state.values():
             for key, value in param_state.items():
-                if isinstance(value, Tensor) and (value.numel() == 0 or value.untyped_storage().data_ptr() in given):
+                if isinstance(value, Tensor) and (value.numel() == 0 or _storage_ptr(value) in given):
                     param_state[key] = value.clone(memory_format=torch.preserve_format)
 
     def _init_group(
