@@ -8,6 +8,7 @@ weight-decay schedule and clipping). Each run checkpoints after every epoch and 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -193,6 +194,10 @@ def _progress(label: str, quiet: bool) -> tuple[Callable[[RunHistory, int, int],
     return update_bar, close
 
 
+def _print_groups(header: str, wrapper: Any) -> None:
+    print(f"\n{header}:\n{wrapper.format_param_group_table()}")
+
+
 def run_demo(args: Any) -> int:
     """The ``demo`` command: both runs, the group table, the PNG and the verdict. Returns the exit code."""
     threads = torch.get_num_threads()
@@ -231,7 +236,7 @@ def _run_demo(args: Any) -> int:
                 checkpoint_path=out / f"{label.lower()}.pt",
                 resume=args.resume,
                 on_update=callback,
-                on_start=lambda wrapper: print(f"{wrapper}: param groups\n{wrapper.format_param_group_table()}"),
+                on_start=functools.partial(_print_groups, f"{label} param groups ({config_path.name})"),
             )
         finally:
             close()

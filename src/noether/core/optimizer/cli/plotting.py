@@ -51,7 +51,10 @@ def plot_runs(runs: Sequence[RunHistory], path: str | Path) -> Path:
         ax_wd.plot(updates, run.weight_decay, color=line.get_color(), label=run.name)
     ax_loss.set(yscale="log", xlabel="update", ylabel="relative L2 error", title="Loss")
     ax_lr.set(xlabel="update", ylabel="lr (largest group)", title="Learning rate", yscale="log")
+    all_positive = all(value > 0 for run in runs for value in run.weight_decay)
+    # Optimizers differ in weight decay by 10-100x; a log axis shows both curves (zero cannot go on one).
     ax_wd.set(xlabel="update", ylabel="weight decay (largest group)", title="Weight decay")
+    ax_wd.set_yscale("log" if all_positive else "linear")
     for ax in (ax_loss, ax_lr, ax_wd):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
