@@ -432,7 +432,9 @@ def _split_tensor(
         step = _caution_steps(count, n, lr64).to(p.dtype)
         step_value = float(step) if _host_scalars(p) else None
     assert step is not None
-    for start in range(0, n, block):
+    starts = range(0, n, block)
+    # After a counting pass, the update pass walks backwards: the blocks read last are still in the last-level cache.
+    for start in reversed(starts) if caution else starts:
         stop = min(start + block, n)
         gb, u, agree = direction(start, stop)
         pb = pf[start:stop]
