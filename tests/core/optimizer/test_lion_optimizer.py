@@ -347,3 +347,13 @@ def test_functional_errors() -> None:
     with pytest.raises(RuntimeError, match="Lion does not support sparse gradients"):
         lion(args[0], [torch.ones(2).to_sparse()], args[2], **kw)
     assert torch.equal(args[0][0], torch.zeros(2))
+
+
+def test_named_parameters_are_accepted_and_integer_ones_rejected() -> None:
+    model = make_model()
+    opt = Lion(model.named_parameters(), lr=0.1)
+    set_grads(model, 0)
+    opt.step()
+    assert len(opt.state) == 4
+    with pytest.raises(ValueError, match=r"invalid params.*int32"):
+        Lion([("w", torch.nn.Parameter(torch.zeros(2))), ("i", torch.zeros(2, dtype=torch.int32))], lr=0.1)

@@ -599,7 +599,9 @@ class Lion(Optimizer):
         where = f" (param group {len(self.param_groups)})"
         options = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
         _check_group_options(options, where)
-        for index, p in enumerate(params):
+        for index, entry in enumerate(params):
+            # torch also accepts (name, tensor) pairs.
+            p = entry[1] if isinstance(entry, tuple) and len(entry) == 2 else entry
             if isinstance(p, Tensor) and not (p.is_floating_point() or p.is_complex()):
                 raise ValueError(
                     f"Lion: invalid params{where}: parameter {index} has dtype {p.dtype}; "
