@@ -5,11 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.snippets import python_snippets, run_snippets
+
 README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 
 def test_readme_has_the_quickstart_commands_first() -> None:
@@ -20,12 +18,9 @@ def test_readme_has_the_quickstart_commands_first() -> None:
 
 
 def test_readme_python_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    blocks = _python_blocks()
-    assert len(blocks) >= 2
+    assert len(python_snippets(README.read_text())) >= 2
     monkeypatch.chdir(tmp_path)  # the snippets save a checkpoint into the working directory
-    namespace: dict[str, object] = {"__name__": "readme"}
-    for block in blocks:
-        exec(compile(block, str(README), "exec"), namespace)
+    namespace = run_snippets(README, tmp_path)
     report = namespace["report"]
     assert tuple(report.new) == () and tuple(report.dropped) == ()  # type: ignore[attr-defined]
     names = {name for name, _ in namespace["model"].named_parameters()}  # type: ignore[attr-defined]

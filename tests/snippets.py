@@ -1,0 +1,103 @@
+"""Run the ```python blocks of a Markdown page as code: documentation whose examples cannot rot.
+
+Shared by the README test and the docs-page tests. A page's blocks run in order, in one namespace, so a later block
+may use what an earlier one defined. A block preceded by a ``<!-- skip-test -->`` line (blank lines between are
+allowed) is not run: for things that need torchrun or a GPU. A block whose first line is a comment naming a file,
+``# my_project/modifiers.py``, shows a user's module: it is written to that path in the working directory (which is
+put on ``sys.path``) instead of being run, so the following blocks can import it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+SKIP_MARKER = "<!-- skip-test -->"
+_FILE_HEADER = re.compile(r"# ([A-Za-z_][\w/]*\.py)\s*")
+
+
+@dataclass(frozen=True)
+class Snippet:
+    """One ```python block of a page: its code and the 1-based line of the page its first code line is on."""
+
+    code: str
+    line: int
+
+    @property
+    def file(self) -> str | None:
+        """The relative path of the module this block shows (its ``# path.py`` first line), or None."""
+        match = _FILE_HEADER.fullmatch(self.code.split("\n", 1)[0])
+        return match.group(1) if match else None
+
+
+def python_snippets(text: str) -> list[Snippet]:
+    """The ```python blocks of Markdown ``text`` that are not opted out with :data:`SKIP_MARKER`, in page order.
+
+    Raises:
+        ValueError: If a fence is left open or a skip marker is followed by something other than a python block.
+    """
+    lines = text.splitlines()
+    snippets: list[Snippet] = []
+    skip_pending_at: int | None = None
+    i = 0
+    while i < len(lines):
+        stripped = lines[i].strip()
+        if stripped == SKIP_MARKER:
+            skip_pending_at = i + 1
+        elif stripped.startswith("```"):
+            fence = stripped[: len(stripped) - len(stripped.lstrip("`"))]
+            is_python = stripped[len(fence) :].strip() == "python"
+            if skip_pending_at is not None and not is_python:
+                raise ValueError(f"line {skip_pending_at}: {SKIP_MARKER} must precede a ```python block")
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == fence), None)
+            if end is None:
+                raise ValueError(f"line {i + 1}: code fence {fence} is never closed")
+            if is_python and skip_pending_at is None:
+                snippets.append(Snippet(textwrap.dedent("\n".join(lines[i + 1 : end])) + "\n", i + 2))
+            skip_pending_at = None
+            i = end
+        elif stripped and skip_pending_at is not None:
+            raise ValueError(f"line {skip_pending_at}: {SKIP_MARKER} must precede a ```python block")
+        i += 1
+    if skip_pending_at is not None:
+        raise ValueError(f"line {skip_pending_at}: {SKIP_MARKER} must precede a ```python block")
+    return snippets
+
+
+def run_snippets(page: Path, workdir: Path) -> dict[str, object]:
+    """Execute the python blocks of ``page`` in order in one namespace, inside ``workdir``, and return the namespace.
+
+    Module blocks (see the module docstring) are written under ``workdir``. Each block is compiled with the page's
+    path and line numbers, so a traceback points at the failing line of the page. Afterwards ``sys.path`` and
+    ``sys.modules`` are as before (modules imported from ``workdir`` are forgotten); the working directory is the
+    caller's business.
+    """
+    namespace: dict[str, object] = {"__name__": f"docs.{page.stem}"}
+    modules_before = set(sys.modules)
+    sys.path.insert(0, str(workdir))
+    try:
+        for snippet in python_snippets(page.read_text()):
+            if snippet.file is not None:
+                target = workdir / snippet.file
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(snippet.code)
+                continue
+            source = "\n" * (snippet.line - 1) + snippet.code
+            exec(compile(source, str(page), "exec"), namespace)
+    finally:
+        sys.path.remove(str(workdir))
+        for name in set(sys.modules) - modules_before:
+            if _loaded_from(sys.modules[name], workdir):
+                del sys.modules[name]
+    return namespace
+
+
+def _loaded_from(module: ModuleType, directory: Path) -> bool:
+    # The spec, not __path__: some extension modules (torch._classes) have a __path__ that is not a list.
+    spec = getattr(module, "__spec__", None)
+    locations = [spec.origin, *(spec.submodule_search_locations or [])] if spec is not None else []
+    return any(Path(location).is_relative_to(directory) for location in locations if isinstance(location, str))
