@@ -182,7 +182,7 @@ def _progress(label: str, quiet: bool) -> tuple[Callable[[RunHistory, int, int],
     def update_bar(history: RunHistory, update: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, initial=update - 1, desc=label, unit="upd", dynamic_ncols=True, leave=True)
+            bar = tqdm(total=total, initial=update - 1, desc=label, unit="upd", dynamic_ncols=True, mininterval=0.25)
         bar.update(1)
         if update % 10 == 0 or update == total:
             bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", lr=f"{history.lr[-1]:.2e}")

@@ -36,6 +36,15 @@ def _smooth(values: Sequence[float], window: int) -> np.ndarray:
     return np.convolve(padded, kernel, mode="valid")
 
 
+def _save(plt: Any, fig: Any, path: str | Path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_runs(runs: Sequence[RunHistory], path: str | Path) -> Path:
     """Loss (train, smoothed, and validation), learning rate and weight decay of each run, side by side."""
     plt = require_matplotlib()
@@ -59,12 +68,7 @@ def plot_runs(runs: Sequence[RunHistory], path: str | Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle("noether-optim demo: neural surrogate of Burgers' equation")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_values(values: np.ndarray, path: str | Path, title: str) -> Path:
@@ -74,9 +78,4 @@ def plot_values(values: np.ndarray, path: str | Path, title: str) -> Path:
     ax.plot(np.arange(len(values)), values)
     ax.set(xlabel="step", ylabel="value", title=title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
