@@ -29,14 +29,18 @@ class NoopGradScaler(torch.amp.GradScaler):
     def __init__(self) -> None:
         super().__init__(device="cpu", enabled=False)
 
-    def scale(self, outputs: Any) -> Any:  # noqa: D102
+    def scale(self, outputs: Any) -> Any:
+        """Return ``outputs`` unchanged."""
         return outputs
 
-    def unscale_(self, optimizer: torch.optim.Optimizer) -> None:  # noqa: D102
+    def unscale_(self, optimizer: torch.optim.Optimizer) -> None:
+        """Do nothing: the gradients were never scaled."""
         return None
 
-    def step(self, optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+    def step(self, optimizer: torch.optim.Optimizer, *args: Any, **kwargs: Any) -> Any:
+        """Call ``optimizer.step(*args, **kwargs)`` and return its result."""
         return optimizer.step(*args, **kwargs)
 
-    def update(self, new_scale: float | torch.Tensor | None = None) -> None:  # noqa: D102
+    def update(self, new_scale: float | torch.Tensor | None = None) -> None:
+        """Do nothing: there is no scale to update."""
         return None
