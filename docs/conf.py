@@ -85,14 +85,19 @@ def _drop_pydantic_init_doc(app: Any, what: str, name: str, obj: Any, options: A
             return
 
 
-def _drop_annotated_alias(app: Any, doctree: nodes.document) -> None:
-    """Drop autodoc's "alias of Annotated[...]" line of data entries: pydantic's validator machinery, a screen long."""
+def _drop_noise(app: Any, doctree: nodes.document) -> None:
+    """Drop two generated lines that say nothing.
+
+    "alias of Annotated[...]" under a type alias (pydantic's validator machinery, a screen long), and "Bases: object"
+    (the original's API page lists real bases only).
+    """
     for paragraph in list(doctree.findall(nodes.paragraph)):
-        if paragraph.astext().startswith("alias of Annotated["):
+        text = paragraph.astext().strip()
+        if text.startswith("alias of Annotated[") or text == "Bases: object":
             paragraph.parent.remove(paragraph)
 
 
 def setup(app: Any) -> None:
     """Register the docstring hooks above."""
     app.connect("autodoc-process-docstring", _drop_pydantic_init_doc)
-    app.connect("doctree-read", _drop_annotated_alias)
+    app.connect("doctree-read", _drop_noise)
