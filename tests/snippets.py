@@ -1,8 +1,8 @@
-"""Run the ```python blocks of a Markdown page as code: documentation whose examples cannot rot.
+"""Run the ```python blocks of a Markdown page as code (and find its ```yaml blocks): docs that cannot rot.
 
 Shared by the README test and the docs-page tests. A page's blocks run in order, in one namespace, so a later block
 may use what an earlier one defined. A block preceded by a ``<!-- skip-test -->`` line (blank lines between are
-allowed) is not run: for things that need torchrun or a GPU. A block whose first line is a comment naming a file,
+allowed) is not tested: for things that need torchrun or a GPU. A block whose first line is a comment naming a file,
 ``# my_project/modifiers.py``, shows a user's module: it is written to that path in the working directory (which is
 put on ``sys.path``) instead of being run, so the following blocks can import it.
 """
@@ -22,7 +22,7 @@ _FILE_HEADER = re.compile(r"# ([A-Za-z_][\w/]*\.py)\s*")
 
 @dataclass(frozen=True)
 class Snippet:
-    """One ```python block of a page: its code and the 1-based line of the page its first code line is on."""
+    """One fenced block of a page: its code and the 1-based line of the page its first code line is on."""
 
     code: str
     line: int
@@ -34,15 +34,21 @@ class Snippet:
         return match.group(1) if match else None
 
 
-def python_snippets(text: str) -> list[Snippet]:
-    """The ```python blocks of Markdown ``text`` that are not opted out with :data:`SKIP_MARKER`, in page order.
+TESTED_LANGUAGES = ("python", "yaml")
+"""The fenced-block languages the docs tests check (python blocks run, yaml blocks validate); a skip marker must
+precede one of these."""
+
+
+def code_blocks(text: str, language: str) -> list[Snippet]:
+    """The ```<language> blocks of Markdown ``text`` that are not opted out with :data:`SKIP_MARKER`, in page order.
 
     Raises:
-        ValueError: If a fence is left open or a skip marker is followed by something other than a python block.
+        ValueError: If a fence is left open or a skip marker is followed by something other than a tested block.
     """
     lines = text.splitlines()
-    snippets: list[Snippet] = []
+    blocks: list[Snippet] = []
     skip_pending_at: int | None = None
+    misplaced_marker = f"{SKIP_MARKER} must precede a block of one of {TESTED_LANGUAGES}"
     i = 0
     while i < len(lines):
         stripped = lines[i].strip()
@@ -50,22 +56,27 @@ def python_snippets(text: str) -> list[Snippet]:
             skip_pending_at = i + 1
         elif stripped.startswith("```"):
             fence = stripped[: len(stripped) - len(stripped.lstrip("`"))]
-            is_python = stripped[len(fence) :].strip() == "python"
-            if skip_pending_at is not None and not is_python:
-                raise ValueError(f"line {skip_pending_at}: {SKIP_MARKER} must precede a ```python block")
+            block_language = stripped[len(fence) :].strip()
+            if skip_pending_at is not None and block_language not in TESTED_LANGUAGES:
+                raise ValueError(f"line {skip_pending_at}: {misplaced_marker}")
             end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == fence), None)
             if end is None:
                 raise ValueError(f"line {i + 1}: code fence {fence} is never closed")
-            if is_python and skip_pending_at is None:
-                snippets.append(Snippet(textwrap.dedent("\n".join(lines[i + 1 : end])) + "\n", i + 2))
+            if block_language == language and skip_pending_at is None:
+                blocks.append(Snippet(textwrap.dedent("\n".join(lines[i + 1 : end])) + "\n", i + 2))
             skip_pending_at = None
             i = end
         elif stripped and skip_pending_at is not None:
-            raise ValueError(f"line {skip_pending_at}: {SKIP_MARKER} must precede a ```python block")
+            raise ValueError(f"line {skip_pending_at}: {misplaced_marker}")
         i += 1
     if skip_pending_at is not None:
-        raise ValueError(f"line {skip_pending_at}: {SKIP_MARKER} must precede a ```python block")
-    return snippets
+        raise ValueError(f"line {skip_pending_at}: {misplaced_marker}")
+    return blocks
+
+
+def python_snippets(text: str) -> list[Snippet]:
+    """The ```python blocks of ``text`` to run, in page order (see :func:`code_blocks`)."""
+    return code_blocks(text, "python")
 
 
 def run_snippets(page: Path, workdir: Path) -> dict[str, object]:
