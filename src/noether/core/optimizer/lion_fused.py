@@ -199,7 +199,7 @@ class _ChunkKernel:
         k = self.chunk
         # Distinct sizes >= 2 so that every slot gets a size symbol of its own (no 0/1 specialisation, no
         # "these two sizes are equal" guards) and the size arguments can be told apart below.
-        sizes = [2 + 3 * i for i in range(k)]
+        sizes = [(1 << 16) + 3 * i for i in range(k)]
         triples = [[torch.zeros(n, dtype=self.dtype, device=self.device) for n in sizes] for _ in range(3)]
         scalars = self._scalars((1.0,) * _N_SCALARS)
         compiled = torch.compile(self.eager, backend=self.backend, dynamic=True, fullgraph=True)
