@@ -1,3 +1,7 @@
 """Training progress: ``TrainingIteration``, ``UpdateCounter`` and ``ScheduleWrapper``."""
 
-__all__: list[str] = []
+from noether.core.utils.training.counter import UpdateCounter
+from noether.core.utils.training.schedule_wrapper import ScheduleWrapper
+from noether.core.utils.training.training_iteration import TrainingIteration
+
+__all__ = ["ScheduleWrapper", "TrainingIteration", "UpdateCounter"]

@@ -1,0 +1,122 @@
+"""Overhead of OptimizerWrapper over a bare torch optimizer.
+
+Per update, the wrapper runs ``schedule_step()`` (lr from a schedule) and ``step()`` (norm computation,
+non-finite check, norm clipping, optimizer step). The baseline is what a hand-written loop does:
+``torch.nn.utils.clip_grad_norm_`` then ``optimizer.step()``. Both use AdamW with the same settings on a model of
+about 300 parameter tensors. Timings are interleaved and the medians compared; the target is a ratio <= 1.05.
+
+Run: ``PYTHONPATH=src python benchmarks/bench_wrapper.py [--dim 128] [--repeats 30] [--steps 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from noether.core.optimizer import OptimizerWrapper
+from noether.core.schemas import OptimizerConfig
+from noether.core.utils.training import TrainingIteration, UpdateCounter
+
+
+def make_model(dim: int, blocks: int = 50) -> torch.nn.Module:
+    # 6 tensors per block (2 linears with bias, 1 layer norm): 300 tensors.
+    layers = []
+    for _ in range(blocks):
+        layers += [torch.nn.Linear(dim, dim), torch.nn.LayerNorm(dim), torch.nn.Linear(dim, dim)]
+    return torch.nn.Sequential(*layers)
+
+
+def fill_grads(model: torch.nn.Module) -> None:
+    generator = torch.Generator().manual_seed(0)
+    for param in model.parameters():
+        param.grad = torch.randn(param.shape, generator=generator)
+
+
+def time_it(fn: Callable[[], None], steps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - start) / steps
+
+
+def build_wrapper(model: torch.nn.Module) -> OptimizerWrapper:
+    config = OptimizerConfig.model_validate(
+        {
+            "clip_grad_norm": 1.0,
+            "schedule_config": {
+                "kind": "noether.core.schedules.LinearWarmupCosineDecaySchedule",
+                "warmup_percent": 0.1,
+            },
+        }
+    )
+    start = TrainingIteration(epoch=0, update=0, sample=0)
+    # The run is long enough that the counter never reaches the end while timing.
+    counter = UpdateCounter(start, TrainingIteration(update=10**9), updates_per_epoch=1000, effective_batch_size=1)
+    wrapper = OptimizerWrapper(
+        model, functools.partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05), config, update_counter=counter
+    )
+    return wrapper
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=20)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    base_model = make_model(args.dim)
+    wrapped_model = make_model(args.dim)
+    wrapped_model.load_state_dict(base_model.state_dict())
+    fill_grads(base_model)
+    fill_grads(wrapped_model)
+    n_tensors = sum(1 for _ in base_model.parameters())
+    n_elements = sum(p.numel() for p in base_model.parameters())
+
+    optimizer = torch.optim.AdamW(base_model.parameters(), lr=1e-3, weight_decay=0.05)
+    wrapper = build_wrapper(wrapped_model)
+    params = list(base_model.parameters())
+
+    def bare() -> None:
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+
+    def wrapped() -> None:
+        wrapper.schedule_step()
+        wrapper.step()
+        assert wrapper.update_counter is not None
+        wrapper.update_counter.next_update()
+
+    for fn in (bare, wrapped):  # warm-up: state allocation, first-call costs
+        time_it(fn, 3)
+    bare_times, wrapped_times = [], []
+    for _ in range(args.repeats):
+        bare_times.append(time_it(bare, args.steps))
+        wrapped_times.append(time_it(wrapped, args.steps))
+
+    bare_median = statistics.median(bare_times)
+    wrapped_median = statistics.median(wrapped_times)
+    print(
+        f"model: {n_tensors} tensors, {n_elements:,} elements; AdamW, clip_grad_norm=1.0; wrapper with LWCD lr schedule"
+    )
+    print(f"{args.repeats} interleaved repeats x {args.steps} steps, 1 thread")
+    print()
+    print(f"| {'variant':<50} | {'median ms/step':>14} | {'ratio':>6} |")
+    print(f"|{'-' * 52}|{'-' * 16}|{'-' * 8}|")
+    print(f"| {'bare: clip_grad_norm_ + optimizer.step()':<50} | {bare_median * 1e3:>14.3f} | {1.0:>6.3f} |")
+    print(
+        f"| {'OptimizerWrapper: schedule_step() + step()':<50} | {wrapped_median * 1e3:>14.3f} | "
+        f"{wrapped_median / bare_median:>6.3f} |"
+    )
+    print()
+    print(f"overhead: {100 * (wrapped_median / bare_median - 1):+.1f}% (target <= +5%)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Factories for optimizers (wrapped in :class:`~noether.core.optimizer.OptimizerWrapper`) and modifiers."""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import inspect
+from typing import Any
+
+import torch
+
+from noether.core.factory.base import Factory
+from noether.core.factory.utils import class_constructor_from_class_path
+from noether.core.optimizer.optimizer_wrapper import OptimizerWrapper
+from noether.core.optimizer.param_group_modifiers.base import ParamGroupModifierBase
+from noether.core.schemas.optimizers import OptimizerConfig
+
+__all__ = ["OptimizerFactory", "ParamGroupModifierFactory", "optimizer_kwargs_for"]
+
+
+class ParamGroupModifierFactory(Factory):
+    """Builds param-group modifiers; a ``kind`` must name a :class:`ParamGroupModifierBase` subclass."""
+
+    base_class = ParamGroupModifierBase
+
+
+def _constructor_parameters(cls: type[Any]) -> list[inspect.Parameter]:
+    try:
+        return list(inspect.signature(cls).parameters.values())
+    except (TypeError, ValueError):  # no introspectable signature: accept what the class itself accepts
+        return [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
+
+
+def optimizer_kwargs_for(optimizer_class: type[torch.optim.Optimizer], config: OptimizerConfig) -> dict[str, Any]:
+    """The keyword arguments of ``config`` for ``optimizer_class``, checked against its constructor.
+
+    ``weight_decay`` is always passed on (0.0 by default), except to an optimizer without that argument when it
+    is 0.0.
+
+    Raises:
+        ValueError: A key the constructor does not accept; the message lists the accepted ones.
+    """
+    kwargs = config.optimizer_kwargs()
+    parameters = _constructor_parameters(optimizer_class)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return kwargs
+    keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    accepted = {p.name for p in parameters if p.kind in keyword_kinds} - {"params"}
+    if "weight_decay" not in accepted and not kwargs.get("weight_decay"):
+        kwargs.pop("weight_decay")
+    unknown = [key for key in kwargs if key not in accepted]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, sorted(accepted | OptimizerConfig.WRAPPER_FIELDS), n=1)
+            hints.append(f"'{key}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+        raise ValueError(
+            f"OptimizerConfig key(s) {', '.join(hints)} are not arguments of {optimizer_class.__qualname__}; it "
+            f"accepts {sorted(accepted)} (wrapper settings: {sorted(OptimizerConfig.WRAPPER_FIELDS)})"
+        )
+    return kwargs
+
+
+class OptimizerFactory(Factory):
+    """Builds ``partial(OptimizerWrapper, ...)`` from an :class:`OptimizerConfig`; call it with the model.
+
+    ``OptimizerFactory().create(config)(model, update_counter=counter)`` gives the wrapper. The ``kind`` must name
+    a ``torch.optim.Optimizer`` subclass under an allowed module prefix.
+    """
+
+    base_class = torch.optim.Optimizer
+
+    def __init__(self) -> None:
+        super().__init__(returns_partials=True)
+
+    def instantiate(self, obj: Any = None, **kwargs: Any) -> Any:
+        """Resolve the optimizer class and split the config into optimizer and wrapper arguments.
+
+        Args:
+            obj: An :class:`OptimizerConfig` (a dict is validated into one).
+            **kwargs: Passed on to the wrapper partial (e.g. ``update_counter``).
+        """
+        if obj is None:
+            obj = OptimizerConfig(**kwargs)
+            kwargs = {}
+        elif not isinstance(obj, OptimizerConfig):
+            obj = OptimizerConfig.model_validate(obj)
+        if obj.kind is None:
+            raise ValueError("OptimizerConfig.kind is not set: name the optimizer class, e.g. 'torch.optim.AdamW'")
+        optimizer_class = class_constructor_from_class_path(obj.kind, base=torch.optim.Optimizer)
+        torch_kwargs = optimizer_kwargs_for(optimizer_class, obj)
+        ctor: Any = functools.partial(optimizer_class, **torch_kwargs) if torch_kwargs else optimizer_class
+        wrapper_config = OptimizerConfig(**obj.return_optim_wrapper_args())
+        return functools.partial(OptimizerWrapper, torch_optim_ctor=ctor, optim_wrapper_config=wrapper_config, **kwargs)
+
+    def create(self, obj: Any, **kwargs: Any) -> Any:
+        """Like :meth:`Factory.create`, but a dict is validated as an :class:`OptimizerConfig` first."""
+        if isinstance(obj, dict) and obj:
+            return self.instantiate(OptimizerConfig.model_validate(obj), **kwargs)
+        return super().create(obj, **kwargs)

@@ -1,0 +1,185 @@
+"""Configs of the optimizer wrapper: :class:`OptimizerConfig` and :class:`ParamGroupModifierConfig`.
+
+Both accept every config written for the original framework unchanged. The changes (see
+``docs/differences/optimizer_wrapper.md``) only reject configs that could not have worked, or add options:
+
+* optimizer keyword arguments (``betas``, ``eps``, ``momentum``, ...) may be given next to ``lr`` and reach the
+  torch optimizer; they are checked against its constructor when it is built (decision 2);
+* ``lr`` is required whenever ``kind`` is set (decision 4); clip values must be > 0 and finite (decision 18);
+* a modifier config needs a ``kind`` (decision 8) and the fields its kind uses (decision 7).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+
+from noether.core.schemas.schedules import AnyScheduleConfig
+
+__all__ = ["OptimizerConfig", "ParamGroupModifierConfig"]
+
+_LR_SCALE_KIND = "LrScaleByNameModifier"
+_WEIGHT_DECAY_KIND = "WeightDecayByNameModifier"
+_LAYERWISE_KIND = "LayerwiseLrDecayModifier"
+_BUILTIN_MODIFIER_FIELDS: dict[str, set[str]] = {
+    _LR_SCALE_KIND: {"scale"},
+    _WEIGHT_DECAY_KIND: {"value"},
+    _LAYERWISE_KIND: {"decay", "num_layers"},
+}
+# kind -> (its field, the other kind's field, what the field means, the kind that takes the other field)
+_SCALAR_MODIFIERS: dict[str, tuple[str, str, str, str]] = {
+    _LR_SCALE_KIND: ("scale", "value", "the lr multiplier", _WEIGHT_DECAY_KIND),
+    _WEIGHT_DECAY_KIND: ("value", "scale", "the weight decay", _LR_SCALE_KIND),
+}
+
+
+def _builtin_modifier_kind(kind: str) -> str | None:
+    """The class name of a built-in modifier ``kind`` (any of its import paths), else None."""
+    module, _, attribute = kind.rpartition(".")
+    if attribute in _BUILTIN_MODIFIER_FIELDS and (module == "noether" or module.startswith("noether.")):
+        return attribute
+    return None
+
+
+class ParamGroupModifierConfig(BaseModel):
+    """Config of one param-group modifier.
+
+    ``kind`` names the modifier class; the other fields are read by that class. Keys beyond the ones declared
+    here are kept (``model_extra``) so user-defined modifiers can take their own settings; for the built-in kinds
+    a key they do not use is reported with a warning, because the original ignored such keys silently.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str = Field(
+        description="Class path of the modifier, e.g. 'noether.core.optimizer.param_group_modifiers."
+        "LrScaleByNameModifier'. Must name a ParamGroupModifierBase subclass."
+    )
+    scale: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Learning-rate multiplier (LrScaleByNameModifier)."
+    )
+    value: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Weight decay (WeightDecayByNameModifier)."
+    )
+    name: str = Field(
+        description="Full parameter name (e.g. 'backbone.cls_token') or a glob pattern (e.g. 'blocks.*.bias'). "
+        "For LayerwiseLrDecayModifier: the dotted path of the module list that holds the layers."
+    )
+
+    @model_validator(mode="after")
+    def _check_fields_against_kind(self) -> ParamGroupModifierConfig:
+        builtin = _builtin_modifier_kind(self.kind)
+        if builtin in _SCALAR_MODIFIERS:
+            field, other, meaning, other_kind = _SCALAR_MODIFIERS[builtin]
+            if getattr(self, field) is None:
+                raise ValueError(f"'{field}' is required for {builtin} ({meaning} of {self.name!r})")
+            if getattr(self, other) is not None:
+                raise ValueError(
+                    f"'{other}' is not a field of {builtin} (got {other}={getattr(self, other)}); use '{field}' for "
+                    f"{meaning}, or kind {other_kind}"
+                )
+        if builtin == _LAYERWISE_KIND:
+            _check_layerwise_fields(self)
+        if builtin is not None:
+            unused = sorted(set(self.model_extra or {}) - _BUILTIN_MODIFIER_FIELDS[builtin])
+            if unused:
+                warnings.warn(
+                    f"{builtin} config for {self.name!r}: ignoring unknown keys {unused}; it reads "
+                    f"{sorted(_BUILTIN_MODIFIER_FIELDS[builtin] | {'kind', 'name'})}",
+                    UserWarning,
+                    stacklevel=2,
+                )
+        return self
+
+
+def _check_layerwise_fields(config: ParamGroupModifierConfig) -> None:
+    extra = config.model_extra or {}
+    if config.scale is not None or config.value is not None:
+        raise ValueError(f"{_LAYERWISE_KIND} takes 'decay' (and optionally 'num_layers'), not 'scale' or 'value'")
+    decay = extra.get("decay")
+    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not (0 < decay <= 1):
+        raise ValueError(f"'decay' of {_LAYERWISE_KIND} must be a number in (0, 1], got {decay!r}")
+    num_layers = extra.get("num_layers")
+    if num_layers is not None and (isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1):
+        raise ValueError(f"'num_layers' of {_LAYERWISE_KIND} must be a positive int or absent, got {num_layers!r}")
+
+
+class OptimizerConfig(BaseModel):
+    """Config of an optimizer built through :class:`~noether.core.factory.OptimizerFactory`.
+
+    ``kind`` and ``lr`` (and ``weight_decay``, default 0.0, always passed on) go to the torch optimizer, as do any
+    keys not declared here (``betas``, ``eps``, ``momentum``, ``caution``, ``foreach``, ...): those are checked
+    against the optimizer's constructor when it is built. The remaining fields configure the
+    :class:`~noether.core.optimizer.OptimizerWrapper`.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str | None = Field(
+        default=None, description="Class path of a torch.optim.Optimizer subclass, e.g. 'torch.optim.AdamW'."
+    )
+    lr: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Learning rate; required when 'kind' is set."
+    )
+    weight_decay: float | None = Field(
+        default=0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Weight decay; 0.0 by default and always passed to the optimizer.",
+    )
+    clip_grad_value: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Clip each gradient element to +-value."
+    )
+    clip_grad_norm: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="Clip the total L2 gradient norm."
+    )
+    param_group_modifiers_config: list[ParamGroupModifierConfig] | None = Field(
+        default=None, description="Modifiers that change lr scale or weight decay of individual parameters."
+    )
+    exclude_bias_from_weight_decay: bool = Field(default=True, description="Biases get weight decay 0.")
+    exclude_normalization_params_from_weight_decay: bool = Field(
+        default=True, description="1-D and scalar parameters other than biases get weight decay 0."
+    )
+    weight_decay_schedule: AnyScheduleConfig | None = Field(
+        default=None, description="Schedule of the weight decay; max_value defaults to 'weight_decay'."
+    )
+    schedule_config: AnyScheduleConfig | None = Field(
+        default=None, description="Schedule of the learning rate; max_value defaults to 'lr'."
+    )
+
+    WRAPPER_FIELDS: ClassVar[frozenset[str]] = frozenset(
+        {
+            "clip_grad_value",
+            "clip_grad_norm",
+            "param_group_modifiers_config",
+            "exclude_bias_from_weight_decay",
+            "exclude_normalization_params_from_weight_decay",
+            "weight_decay_schedule",
+            "schedule_config",
+        }
+    )
+    """The fields read by the wrapper rather than by the torch optimizer."""
+
+    _optim_wrapper_kwargs: set[str] = PrivateAttr(default_factory=lambda: set(OptimizerConfig.WRAPPER_FIELDS))
+
+    @model_validator(mode="after")
+    def _lr_required_with_kind(self) -> OptimizerConfig:
+        if self.kind is not None and self.lr is None:
+            raise ValueError(f"'lr' is required when 'kind' is set (kind={self.kind!r}); give a learning rate > 0")
+        return self
+
+    def return_optim_wrapper_args(self) -> dict[str, Any]:
+        """The wrapper's fields as a dict: all seven keys, ``None`` values kept, nested schedules as dicts."""
+        return self.model_dump(include=set(self._optim_wrapper_kwargs))
+
+    def optimizer_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments for the torch optimizer: ``lr``, ``weight_decay`` and every extra key.
+
+        Lists (from YAML, e.g. ``betas: [0.9, 0.95]``) become tuples, the form torch optimizers document.
+        """
+        kwargs: dict[str, Any] = {"lr": self.lr, "weight_decay": self.weight_decay}
+        for key, value in (self.model_extra or {}).items():
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+        return kwargs

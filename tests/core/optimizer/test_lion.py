@@ -1,0 +1,273 @@
+"""Lion numerics: every kernel against an independent float64 loop of the paper's formula, and bit-equality of paths."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from noether.core.optimizer import Lion
+from noether.core.optimizer import lion as lion_module
+from noether.core.optimizer.lion import _multi_tensor_lion, _single_tensor_lion, lion
+
+LR, WD, BETA1, BETA2 = 0.1, 0.3, 0.9, 0.99
+
+
+def reference_lion_step(
+    p: list[float],
+    g: list[float],
+    m: list[float],
+    *,
+    lr: float,
+    wd: float,
+    beta1: float,
+    beta2: float,
+    caution: bool,
+    maximize: bool,
+) -> tuple[list[float | None], list[float]]:
+    """One Lion step of one tensor (flat real values), plain Python floats, straight from the paper + caution.
+
+    A parameter whose direction is a near-tie (its sign depends on rounding in the kernel's dtype) is returned as None.
+    """
+    if maximize:
+        g = [-x for x in g]
+    u = []
+    tie = []
+    for mi, gi in zip(m, g, strict=True):
+        c = beta1 * mi + (1 - beta1) * gi
+        u.append(0.0 if c == 0 else math.copysign(1.0, c))
+        tie.append(abs(c) <= 1e-6 * (abs(beta1 * mi) + abs((1 - beta1) * gi)))
+    if caution:
+        mask = [1.0 if ui * gi > 0 else 0.0 for ui, gi in zip(u, g, strict=True)]
+        mean = sum(mask) / len(mask) if mask else 0.0
+        u = [ui * mi / max(mean, 1e-3) for ui, mi in zip(u, mask, strict=True)]
+    new_p: list[float | None] = [pi * (1 - lr * wd) - lr * ui for pi, ui in zip(p, u, strict=True)]
+    if caution and any(tie):
+        new_p = [None] * len(p)  # the mask's mean, and so every element, depends on the tie
+    new_p = [None if t else x for x, t in zip(new_p, tie, strict=True)]
+    new_m = [beta2 * mi + (1 - beta2) * gi for mi, gi in zip(m, g, strict=True)]
+    return new_p, new_m
+
+
+def flat64(t: torch.Tensor) -> list[float]:
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    return [float(x) for x in t.detach().to(torch.float64).reshape(-1)]
+
+
+def make_tensors(dtype: torch.dtype, seed: int) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    """Shapes incl. 0-d, 0-size, a non-contiguous view and sizes that are ragged against small blocks."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(*shape: int) -> torch.Tensor:
+        real = torch.randn(shape, generator=gen, dtype=torch.float64)
+        if dtype.is_complex:
+            return torch.complex(real, torch.randn(shape, generator=gen, dtype=torch.float64)).to(dtype)
+        return real.to(dtype)
+
+    params = [rand(), rand(0), rand(3), rand(4, 5), rand(5, 6).t(), rand(2, 3, 7)]
+    grads = [rand(*p.shape) for p in params]
+    exp_avgs = [rand(*p.shape) * 0.1 for p in params]
+    return params, grads, exp_avgs
+
+
+def run_kernel(kernel: str, params, grads, exp_avgs, **kw) -> None:
+    if kernel == "single":
+        _single_tensor_lion(params, grads, exp_avgs, **kw)
+    elif kernel == "foreach":
+        lion(params, grads, exp_avgs, foreach=True, **kw)
+    else:  # blocked with tiny blocks: large tensors are cut, small ones share a block
+        _multi_tensor_lion(params, grads, exp_avgs, block_numel=7, **kw)
+
+
+TOL = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 2e-2, torch.complex64: 2e-6}
+KERNELS = ["single", "foreach", "blocked"]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.complex64])
+@pytest.mark.parametrize(("caution", "maximize", "wd"), list(itertools.product([False, True], [False, True], [0, WD])))
+def test_matches_float64_reference_every_step(kernel, dtype, caution, maximize, wd) -> None:
+    params, grads, exp_avgs = make_tensors(dtype, seed=1)
+    kw = {"beta1": BETA1, "beta2": BETA2, "lr": LR, "weight_decay": wd, "caution": caution, "maximize": maximize}
+    for step in range(3):
+        ref_kw = {"lr": LR, "wd": wd, "beta1": BETA1, "beta2": BETA2, "caution": caution, "maximize": maximize}
+        expected = [
+            reference_lion_step(flat64(p), flat64(g), flat64(m), **ref_kw)
+            for p, g, m in zip(params, grads, exp_avgs, strict=True)
+        ]
+        run_kernel(kernel, params, grads, exp_avgs, **kw)
+        n_checked = 0
+        for p, m, (ref_p, ref_m) in zip(params, exp_avgs, expected, strict=True):
+            assert p.dtype == dtype and m.dtype == dtype
+            tol = TOL[dtype]
+            checked = [(x, r) for x, r in zip(flat64(p), ref_p, strict=True) if r is not None]
+            n_checked += len(checked)
+            assert [x for x, _ in checked] == pytest.approx([r for _, r in checked], rel=tol, abs=tol), f"step {step}"
+            assert flat64(m) == pytest.approx(ref_m, rel=tol, abs=tol), f"exp_avg, step {step}"
+        assert n_checked >= 0.6 * sum(p.numel() * (2 if p.is_complex() else 1) for p in params)
+        grads = [torch.randn_like(g) for g in grads]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_free_running_float64_matches_reference_over_many_steps(kernel) -> None:
+    params, grads, exp_avgs = make_tensors(torch.float64, seed=2)
+    ref = [(flat64(p), flat64(m)) for p, m in zip(params, exp_avgs, strict=True)]
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(10):
+        grads = [torch.randn(g.shape, generator=gen, dtype=torch.float64) for g in grads]
+        kw = {"lr": 0.05, "wd": 0.1, "beta1": BETA1, "beta2": BETA2, "caution": True, "maximize": False}
+        ref = [reference_lion_step(rp, flat64(g), rm, **kw) for (rp, rm), g in zip(ref, grads, strict=True)]
+        run_kernel(
+            kernel,
+            params,
+            grads,
+            exp_avgs,
+            beta1=BETA1,
+            beta2=BETA2,
+            lr=0.05,
+            weight_decay=0.1,
+            caution=True,
+            maximize=False,
+        )
+    for p, m, (rp, rm) in zip(params, exp_avgs, ref, strict=True):
+        assert None not in rp
+        assert flat64(p) == pytest.approx(rp, rel=1e-12, abs=1e-12)
+        assert flat64(m) == pytest.approx(rm, rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+def test_spec_worked_values(foreach) -> None:
+    p = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
+    opt = Lion([p], lr=0.1, betas=(0.9, 0.99), weight_decay=0.1, foreach=foreach)
+    p.grad = torch.tensor([0.5], dtype=torch.float64)
+    opt.step()
+    assert p.item() == pytest.approx(0.89, abs=1e-15)
+    assert opt.state[p]["exp_avg"].item() == pytest.approx(0.005, abs=1e-15)
+    p.grad = torch.tensor([-0.2], dtype=torch.float64)
+    opt.step()
+    assert p.item() == pytest.approx(0.9811, abs=1e-15)
+    assert opt.state[p]["exp_avg"].item() == pytest.approx(0.00295, abs=1e-15)
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize(
+    ("caution", "expected"),
+    [(True, [1.0, 1 + 0.1 / 0.75, 1 - 0.1 / 0.75, 1 + 0.1 / 0.75]), (False, [1.1, 1.1, 0.9, 1.1])],
+)
+def test_spec_caution_example(foreach, caution, expected) -> None:
+    p = torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
+    opt = Lion([p], lr=0.1, weight_decay=0.0, caution=caution, foreach=foreach)
+    opt.state[p]["exp_avg"] = torch.tensor([-1.0, -1.0, 0.0, 0.0], dtype=torch.float64)
+    p.grad = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
+    opt.step()
+    assert p.tolist() == pytest.approx(expected, abs=1e-15)
+    # The rounded values printed in the spec.
+    assert [round(x, 4) for x in p.tolist()] == ([1.0, 1.1333, 0.8667, 1.1333] if caution else [1.1, 1.1, 0.9, 1.1])
+
+
+def test_exact_ties_give_no_update_and_zero_grad_is_finite_with_caution() -> None:
+    p = torch.ones(5)
+    m = torch.zeros(5)
+    lion([p], [torch.zeros(5)], [m], beta1=0.9, beta2=0.99, lr=0.1, weight_decay=0.0, caution=True)
+    assert torch.equal(p, torch.ones(5))
+    assert torch.equal(m, torch.zeros(5))
+
+
+def test_zero_size_tensor_with_caution_stays_empty_and_finite() -> None:
+    p, g, m = torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 3)
+    for foreach in (False, True):
+        lion([p], [g], [m], foreach=foreach, beta1=0.9, beta2=0.99, lr=0.1, weight_decay=0.1, caution=True)
+    assert p.shape == (0, 3) and m.shape == (0, 3)
+
+
+def test_count_is_exact_past_float32_integer_range() -> None:
+    # A float32 sum of 2**24 + 3 ones returns 2**24 (+-2): the caution count must not.
+    mask = torch.ones((1 << 24) + 3)
+    assert mask.sum().item() != (1 << 24) + 3
+    assert lion_module._count(mask).item() == (1 << 24) + 3
+
+
+def random_state(sizes, dtype, seed):
+    gen = torch.Generator().manual_seed(seed)
+    real = torch.float32 if dtype.is_complex else dtype
+
+    def rand(n: int, scale: float = 1.0) -> torch.Tensor:
+        t = (torch.randn(2 * n if dtype.is_complex else n, generator=gen) * scale).to(real)
+        return torch.view_as_complex(t.view(n, 2)) if dtype.is_complex else t
+
+    ps = [rand(n) for n in sizes]
+    gs = [rand(n) for n in sizes]
+    ms = [rand(n, 0.01) for n in sizes]
+    return ps, gs, ms
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.complex64])
+@pytest.mark.parametrize(("caution", "maximize"), [(False, False), (True, False), (True, True), (False, True)])
+@pytest.mark.parametrize("block", [1000, 4096])
+def test_blocked_equals_single_bitwise_on_split_and_ragged_tensors(dtype, caution, maximize, block) -> None:
+    # Sizes larger than one block (cut into blocks, last block ragged) mixed with small ones (sharing blocks).
+    sizes = [10_001, 7, 4096, 999, 1, 0, 3 * 4096 + 5, 2500]
+    ps, gs, ms = random_state(sizes, dtype, seed=4)
+    ps2, ms2 = [p.clone() for p in ps], [m.clone() for m in ms]
+    kw = {"beta1": BETA1, "beta2": BETA2, "lr": 0.01, "weight_decay": 0.1, "caution": caution, "maximize": maximize}
+    for _ in range(3):
+        _single_tensor_lion(ps, gs, ms, **kw)
+        _multi_tensor_lion(ps2, gs, ms2, block_numel=block, **kw)
+    for a, b in zip(ps + ms, ps2 + ms2, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_default_block_size_path_equals_single_bitwise() -> None:
+    # Real default block size: one tensor cut into 3 blocks (the last ragged), many small tensors grouped.
+    n = 2 * lion_module._CPU_BLOCK_NUMEL + 12_345
+    ps, gs, ms = random_state([n, *range(1, 200)], torch.float32, seed=5)
+    ps2, ms2 = [p.clone() for p in ps], [m.clone() for m in ms]
+    for caution in (False, True):
+        kw = {"beta1": BETA1, "beta2": BETA2, "lr": 1e-3, "weight_decay": 0.1, "caution": caution}
+        _single_tensor_lion(ps, gs, ms, maximize=False, **kw)
+        lion(ps2, gs, ms2, **kw)
+    for a, b in zip(ps + ms, ps2 + ms2, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_mixed_dtypes_devices_are_grouped_and_order_is_kept() -> None:
+    sizes = [50, 3, 70]
+    ps32, gs32, ms32 = random_state(sizes, torch.float32, seed=6)
+    ps64, gs64, ms64 = random_state(sizes, torch.float64, seed=7)
+    order = [0, 3, 1, 4, 2, 5]
+    ps, gs, ms = ([(a + b)[i] for i in order] for a, b in ((ps32, ps64), (gs32, gs64), (ms32, ms64)))
+    ref_p, ref_m = [p.clone() for p in ps], [m.clone() for m in ms]
+    kw = {"beta1": BETA1, "beta2": BETA2, "lr": 0.01, "weight_decay": 0.0, "caution": True, "maximize": False}
+    _single_tensor_lion(ref_p, gs, ref_m, **kw)
+    _multi_tensor_lion(ps, gs, ms, block_numel=16, **kw)
+    for a, b in zip(ps + ms, ref_p + ref_m, strict=True):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+
+
+def test_tensor_lr_equals_float_lr_bitwise() -> None:
+    ps, gs, ms = random_state([300, 5], torch.float32, seed=8)
+    ps2, ms2 = [p.clone() for p in ps], [m.clone() for m in ms]
+    for kernel in KERNELS:
+        kw = {"beta1": BETA1, "beta2": BETA2, "weight_decay": 0.2, "caution": True, "maximize": False}
+        run_kernel(kernel, ps, gs, ms, lr=0.0125, **kw)
+        run_kernel(kernel, ps2, gs, ms2, lr=torch.tensor(0.0125), **kw)
+    for a, b in zip(ps + ms, ps2 + ms2, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_foreach_none_dispatches_to_blocked_kernel(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(lion_module, "_multi_tensor_lion", lambda *a, **k: calls.append("multi"))
+    monkeypatch.setattr(lion_module, "_single_tensor_lion", lambda *a, **k: calls.append("single"))
+    args = ([torch.zeros(2)], [torch.ones(2)], [torch.zeros(2)])
+    kw = {"beta1": 0.9, "beta2": 0.99, "lr": 0.1, "weight_decay": 0.0, "caution": False}
+    lion(*args, **kw)
+    lion(*args, foreach=False, **kw)
+    lion(*args, foreach=True, **kw)
+    assert calls == ["multi", "single", "multi"]
+
+
+def test_empty_lists_do_nothing() -> None:
+    for foreach in (False, True):
+        lion([], [], [], foreach=foreach, beta1=0.9, beta2=0.99, lr=0.1, weight_decay=0.0, caution=True)

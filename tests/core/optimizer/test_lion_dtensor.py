@@ -1,0 +1,51 @@
+"""Lion on DTensor parameters (a one-process gloo group): same bits as plain tensors, never mixed in foreach lists."""
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from noether.core.optimizer import Lion
+
+pytestmark = pytest.mark.distributed
+
+
+@pytest.fixture
+def mesh(tmp_path):
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip("torch.distributed with gloo is not available")
+    from torch.distributed.tensor import DeviceMesh
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        yield DeviceMesh("cpu", [0])
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("caution", [False, True])
+def test_dtensor_params_mixed_with_plain_match_plain_run(mesh, foreach, caution) -> None:
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    gen = torch.Generator().manual_seed(0)
+    base = [torch.randn(10, 4, generator=gen), torch.randn(7, generator=gen), torch.randn(3, 3, generator=gen)]
+    # Two DTensor params and one plain param in the same group.
+    mixed = [
+        torch.nn.Parameter(distribute_tensor(base[0].clone(), mesh, [Shard(0)])),
+        torch.nn.Parameter(base[1].clone()),
+        torch.nn.Parameter(distribute_tensor(base[2].clone(), mesh, [Shard(0)])),
+    ]
+    plain = [torch.nn.Parameter(b.clone()) for b in base]
+    kw = {"lr": 0.1, "weight_decay": 0.1, "caution": caution}
+    opt_mixed, opt_plain = Lion(mixed, foreach=foreach, **kw), Lion(plain, foreach=False, **kw)
+    for _ in range(3):
+        grads = [torch.randn(b.shape, generator=gen) for b in base]
+        for p, g in zip(mixed, grads, strict=True):
+            p.grad = g if type(p.data) is torch.Tensor else distribute_tensor(g, mesh, [Shard(0)])
+        for p, g in zip(plain, grads, strict=True):
+            p.grad = g
+        opt_mixed.step()
+        opt_plain.step()
+    for a, b in zip(mixed, plain, strict=True):
+        full = a.full_tensor() if hasattr(a, "full_tensor") else a
+        assert torch.equal(full.detach(), b.detach())
