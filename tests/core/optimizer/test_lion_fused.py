@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import Tensor
 
-from noether.core.optimizer import lion_fused
+from noether.core.optimizer import Lion, lion_fused
+from noether.core.optimizer.lion import _single_tensor_lion
 from noether.core.optimizer.lion_fused import FusedLionCompileError, _fused_lion
 
 CHUNK = 4
@@ -197,6 +198,93 @@ def test_caution_count_is_exact_past_2_pow_24_elements() -> None:
     step = torch.tensor(lr / ((n - disagree) / n), dtype=torch.float64).float()
     assert p[disagree:].eq(-step).all()
     assert p[:disagree].eq(0).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# bit for bit against the single-tensor kernel (the numerics every Lion path reproduces; see the module docstring)
+
+
+def assert_same_as_single_tensor(
+    ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], *, steps: int, lr: float, weight_decay: float, **flags: bool
+) -> None:
+    ref = clone_all(ps, gs, ms)
+    for step in range(steps):
+        lr_arg: float | Tensor = torch.tensor([lr]) if step % 2 else lr
+        kwargs = {"beta1": BETAS[0], "beta2": BETAS[1], "lr": lr_arg, "weight_decay": weight_decay, **flags}
+        _fused_lion(ps, gs, ms, **kwargs)  # type: ignore[arg-type]
+        _single_tensor_lion(*ref, **kwargs)  # type: ignore[arg-type]
+        for got, want in zip([*ps, *ms], [*ref[0], *ref[2]], strict=True):
+            assert torch.equal(got, want), (got, want)
+        gen = torch.Generator().manual_seed(200 + step)
+        for g, g_ref in zip(gs, ref[1], strict=True):
+            g_ref.copy_(g.copy_(torch.randn(g.shape, generator=gen, dtype=torch.float64).to(g.dtype)))
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_fp32_and_complex_are_bit_identical_to_the_single_tensor_kernel(maximize: bool) -> None:
+    ps, gs, ms = make_params(torch.float32, seed=9)
+    cps, cgs, cms = make_params(torch.complex64, seed=10, shapes=[(6,), (3, 5), (1,)])
+    t = [torch.randn(7, 9).t() for _ in range(3)]  # dense, transposed
+    kwargs = {"steps": 3, "lr": 0.01, "weight_decay": 0.1, "caution": False, "maximize": maximize}
+    assert_same_as_single_tensor([*ps, *cps, t[0]], [*gs, *cgs, t[1]], [*ms, *cms, t[2]], **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("dtype", "caution"),
+    [
+        (torch.float32, True),
+        (torch.bfloat16, False),
+        (torch.bfloat16, True),
+        (torch.float16, False),
+        (torch.float64, False),
+        (torch.float64, True),
+    ],
+)
+def test_other_kernels_are_bit_identical_to_the_single_tensor_kernel(dtype: torch.dtype, caution: bool) -> None:
+    ps, gs, ms = make_params(dtype, seed=11)
+    assert_same_as_single_tensor(ps, gs, ms, steps=3, lr=0.01, weight_decay=0.1, caution=caution, maximize=caution)
+
+
+def test_lion_fused_true_matches_foreach_false_over_7_steps() -> None:
+    gen = torch.Generator().manual_seed(12)
+    shapes = [(33, 5), (17,), (1,), (64, 3), (0, 4)]
+    fused_params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    plain_params = [torch.nn.Parameter(p.detach().clone()) for p in fused_params]
+    fused = Lion(fused_params, lr=0.01, weight_decay=0.1, fused=True)
+    plain = Lion(plain_params, lr=0.01, weight_decay=0.1, foreach=False)
+    for step in range(7):
+        for a, b in zip(fused_params, plain_params, strict=True):
+            grad = torch.randn(a.shape, generator=gen)
+            a.grad, b.grad = grad.clone(), grad.clone()
+        fused_params[0].grad = plain_params[0].grad = None if step == 3 else fused_params[0].grad
+        fused.step()
+        plain.step()
+    for a, b in zip(fused_params, plain_params, strict=True):
+        assert torch.equal(a, b)
+        assert torch.equal(fused.state[a]["exp_avg"], plain.state[b]["exp_avg"])
+
+
+@pytest.mark.slow
+def test_compiled_step_with_a_changing_tensor_lr_does_not_recompile() -> None:
+    gen = torch.Generator().manual_seed(13)
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in [(8, 4), (5,)]]
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    lr = torch.tensor([0.01])
+    opt = Lion(params, lr=lr, weight_decay=0.1, fused=True)
+    ref = Lion(reference, lr=0.01, weight_decay=0.1, foreach=False)
+    step = torch.compile(opt.step, backend="eager", fullgraph=False)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for value in (0.01, 0.003, 0.02):
+            lr.fill_(value)
+            ref.param_groups[0]["lr"] = torch.tensor([value])
+            for a, b in zip(params, reference, strict=True):
+                a.grad = torch.randn(a.shape, generator=gen)
+                b.grad = a.grad.clone()
+            step()
+            ref.step()
+    for a, b in zip(params, reference, strict=True):
+        assert torch.equal(a, b)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

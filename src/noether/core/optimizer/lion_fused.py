@@ -14,7 +14,7 @@ Design (why it looks like this):
 
 - The kernel is ``torch.compile`` (inductor: C++/OpenMP on CPU, Triton on CUDA) of a function over a
   fixed number ``_CHUNK`` of flat 1-D tensor triples with dynamic sizes. It is compiled once per
-  (device, dtype, caution, maximize) and reused for every chunk of every group, so the compile cost does
+  (device, dtype, caution) and reused for every chunk of every group, so the compile cost does
   not grow with the number of tensors (compiling over the whole tensor list took 107-110 s for 300
   tensors). A short last chunk is padded with tiny scratch tensors.
 - After the one compile, chunks call the compiled graph directly, without dynamo's guards: a guard
@@ -30,10 +30,10 @@ Design (why it looks like this):
   devices may contract differently; then ``exp_avg`` differs in the last ulp and, only where the Lion
   direction is within one rounding of zero, ``p`` differs by one ``lr`` step.
 - Parameters that cannot be flattened without a copy (non-dense layouts, or param/grad/state strides
-  that differ) and single-element parameters go through the single-tensor kernel, which is the
-  reference; 0-size parameters have nothing to update.
-- Inside a ``torch.compile``'d step the update is traced as plain tensor code instead, so the caller's
-  compiler fuses it.
+  that differ), single-element parameters and tensor subclasses (DTensor) go through
+  ``lion._single_tensor_lion``, the reference; 0-size parameters have nothing to update.
+- Inside a ``torch.compile``'d step the reference kernel is traced instead, so the caller's compiler
+  fuses it into its own graph.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+from noether.core.optimizer.lion import _single_tensor_lion
 
 __all__ = ["FusedLionCompileError"]
 
@@ -112,18 +114,10 @@ def _lion_update_(
     m.copy_(torch.lerp(m_c, g_c, w2).to(dtype))
 
 
-def _hyper_scalars(
-    *,
-    beta1: float,
-    beta2: float,
-    lr: float | Tensor,
-    weight_decay: float,
-    maximize: bool,
-    dtype: torch.dtype,
-    device: torch.device,
-) -> list[Tensor]:
+def _hyper_scalars(hyper: dict[str, Any], dtype: torch.dtype, device: torch.device) -> list[Tensor]:
     """The kernel's scalars for params of real ``dtype`` on ``device`` (see :func:`_lion_update_`)."""
     compute = _opmath_dtype(dtype)
+    lr, weight_decay, beta1, beta2 = hyper["lr"], hyper["weight_decay"], hyper["beta1"], hyper["beta2"]
     if isinstance(lr, Tensor):
         lr64 = lr.detach().reshape(()).to(device=device, dtype=torch.float64)
     else:
@@ -134,7 +128,7 @@ def _hyper_scalars(
         (1.0 - lr64 * weight_decay).to(compute),
         torch.tensor(1.0 - beta1, dtype=compute, device=device),
         torch.tensor(1.0 - beta2, dtype=compute, device=device),
-        torch.tensor(-1.0 if maximize else 1.0, dtype=compute, device=device),
+        torch.tensor(-1.0 if hyper["maximize"] else 1.0, dtype=compute, device=device),
     ]
 
 
@@ -294,6 +288,8 @@ class _ChunkKernel:
             compiled(*getter(src))
 
 
+_PLAIN = (Tensor, torch.nn.Parameter)
+
 _KERNELS: dict[tuple[torch.device, torch.dtype, bool], _ChunkKernel] = {}
 _KERNELS_LOCK = threading.Lock()
 
@@ -344,11 +340,6 @@ def _dense_flat_views(p: Tensor, g: Tensor, m: Tensor) -> tuple[Tensor, Tensor, 
     )
 
 
-def _eager_update_(p: Tensor, g: Tensor, m: Tensor, scalars: list[Tensor], caution: bool) -> None:
-    """The update for the few tensors the compiled kernel does not take (1 element, non-dense layouts)."""
-    _lion_update_(p, g, m, *scalars, caution=caution)
-
-
 def _mismatch(i: int, p: Tensor, g: Tensor, m: Tensor) -> ValueError:
     return ValueError(
         f"fused Lion: parameter {i} is {p.dtype} {tuple(p.shape)} on {p.device}, but its grad is {g.dtype} "
@@ -393,29 +384,24 @@ def _fused_lion(
         )
     if not params:
         return
+    hyper: dict[str, Any] = {
+        "beta1": beta1,
+        "beta2": beta2,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "caution": caution,
+        "maximize": maximize,
+    }
     with torch.no_grad():
         if torch.compiler.is_compiling():
-            # Traced as part of the caller's compiled graph, whose compiler fuses it.
-            for i, (p, g, m) in enumerate(zip(params, grads, exp_avgs, strict=True)):
-                if g.shape != p.shape or m.shape != p.shape or g.dtype != p.dtype or m.dtype != p.dtype:
-                    raise _mismatch(i, p, g, m)
-                if p.is_complex():
-                    p, g, m = torch.view_as_real(p), torch.view_as_real(g), torch.view_as_real(m)
-                scalars = _hyper_scalars(
-                    beta1=beta1,
-                    beta2=beta2,
-                    lr=lr,
-                    weight_decay=weight_decay,
-                    maximize=maximize,
-                    dtype=p.dtype,
-                    device=p.device,
-                )
-                _eager_update_(p, g, m, scalars, caution)
+            # Traced into the caller's compiled graph, whose compiler fuses it: the reference kernel as it is.
+            _single_tensor_lion(params, grads, exp_avgs, **hyper)
             return
         tensor_lists: list[list[Tensor | None]] = [list(params), list(grads), list(exp_avgs)]
         groups = torch._C._group_tensors_by_device_and_dtype(tensor_lists, True)
         # Validate everything before the first group is updated: nothing is half-applied.
         plans = []
+        rest: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
         for (device, dtype), ((ps, gs, ms), indices) in groups.items():
             if not (dtype.is_floating_point or dtype.is_complex):
                 raise ValueError(f"fused Lion: parameter {indices[0]} has dtype {dtype}; Lion needs floating params")
@@ -423,7 +409,6 @@ def _fused_lion(
             flat_g: list[Tensor] = []
             flat_m: list[Tensor] = []
             numels: list[int] = []
-            rest: list[tuple[Tensor, Tensor, Tensor]] = []
             for i, p_, g_, m_ in zip(indices, ps, gs, ms, strict=True):
                 assert p_ is not None and g_ is not None and m_ is not None
                 p, g, m = p_, g_, m_
@@ -437,6 +422,12 @@ def _fused_lion(
                     or m.device != device
                 ):
                     raise _mismatch(i, p, g, m)
+                if type(p) not in _PLAIN or type(g) not in _PLAIN or type(m) not in _PLAIN:
+                    # Subclasses (e.g. DTensor) are not flattened into a kernel written for plain storage.
+                    rest[0].append(p_)
+                    rest[1].append(g_)
+                    rest[2].append(m_)
+                    continue
                 if dtype.is_complex:
                     p, g, m = torch.view_as_real(p), torch.view_as_real(g), torch.view_as_real(m)
                 n = p.numel()
@@ -453,19 +444,13 @@ def _fused_lion(
                     flat_m.append(views[2])
                     numels.append(n)
                 elif n > 0:
-                    rest.append((p, g, m))
-            plans.append((device, _real_dtype(dtype), flat_p, flat_g, flat_m, numels, rest))
-        for device, dtype, flat_p, flat_g, flat_m, numels, rest in plans:
-            scalars = _hyper_scalars(
-                beta1=beta1,
-                beta2=beta2,
-                lr=lr,
-                weight_decay=weight_decay,
-                maximize=maximize,
-                dtype=dtype,
-                device=device,
-            )
-            for p, g, m in rest:
-                _eager_update_(p, g, m, scalars, caution)
+                    rest[0].append(p_)
+                    rest[1].append(g_)
+                    rest[2].append(m_)
             if flat_p:
-                _get_kernel(device, dtype, caution).call(flat_p, flat_g, flat_m, numels, scalars)
+                plans.append((device, _real_dtype(dtype), flat_p, flat_g, flat_m, numels))
+        kernels = [_get_kernel(device, dtype, caution) for device, dtype, *_ in plans]
+        for kernel, (device, dtype, flat_p, flat_g, flat_m, numels) in zip(kernels, plans, strict=True):
+            kernel.call(flat_p, flat_g, flat_m, numels, _hyper_scalars(hyper, dtype, device))
+        if rest[0]:
+            _single_tensor_lion(*rest, **hyper)
