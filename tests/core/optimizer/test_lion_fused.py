@@ -287,6 +287,24 @@ def test_compiled_step_with_a_changing_tensor_lr_does_not_recompile() -> None:
         assert torch.equal(a, b)
 
 
+def test_replaced_param_data_is_updated_and_freed_params_leave_no_alias() -> None:
+    # The kernel keeps 1-D aliases of params and momenta across steps; they must follow `p.data = ...` and go with
+    # the tensor they alias.
+    p, m = torch.nn.Parameter(torch.ones(4, 3)), torch.zeros(4, 3)
+    kwargs = {"beta1": 0.9, "beta2": 0.99, "lr": 0.5, "weight_decay": 0.0, "caution": False, "maximize": False}
+    _fused_lion([p], [torch.ones(4, 3)], [m], **kwargs)  # type: ignore[arg-type]
+    assert torch.equal(p.detach(), torch.full((4, 3), 0.5))
+    old = p.data
+    p.data = torch.full((4, 3), 2.0)
+    _fused_lion([p], [torch.ones(4, 3)], [m], **kwargs)  # type: ignore[arg-type]
+    assert torch.equal(p.detach(), torch.full((4, 3), 1.5))
+    assert torch.equal(old, torch.full((4, 3), 0.5))
+    keys = {id(p), id(m)}
+    assert keys <= lion_fused._ALIASES.keys()
+    del p, m, old
+    assert not keys & lion_fused._ALIASES.keys()
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # compile behaviour
 

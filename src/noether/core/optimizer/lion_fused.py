@@ -41,6 +41,7 @@ from __future__ import annotations
 import operator
 import threading
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -307,6 +308,29 @@ def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _Chu
     return kernel
 
 
+# id(tensor) -> (weak reference to it, data_ptr, numel, a 1-D alias of its storage)
+_ALIASES: dict[int, tuple[weakref.ref[Tensor], int, int, Tensor]] = {}
+
+
+def _flat_alias(owner: Tensor, t: Tensor, n: int) -> Tensor:
+    """A 1-D tensor over the ``n`` elements of contiguous ``t`` (``owner`` or its real view), reused across steps.
+
+    A view costs about a microsecond per tensor and step, as much as the kernel spends on a small tensor; params and
+    momenta live for the whole run, so their flat aliases are kept, keyed by ``owner``. The alias is not a view (it
+    holds the storage, not ``owner``), so the entry goes when ``owner`` is freed; it is rebuilt when ``owner`` now
+    points elsewhere (``p.data = ...``).
+    """
+    key = id(owner)
+    ptr = t.data_ptr()
+    entry = _ALIASES.get(key)
+    if entry is not None and entry[0]() is owner and entry[1] == ptr and entry[2] == n:
+        return entry[3]
+    alias = torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage(), t.storage_offset(), (n,), (1,))
+    ref = weakref.ref(owner, lambda _, key=key: _ALIASES.pop(key, None))  # type: ignore[misc]
+    _ALIASES[key] = (ref, ptr, n, alias)
+    return alias
+
+
 def _real_dtype(dtype: torch.dtype) -> torch.dtype:
     return {torch.complex64: torch.float32, torch.complex128: torch.float64, torch.complex32: torch.float16}.get(
         dtype, dtype
@@ -433,7 +457,8 @@ def _fused_lion(
                 n = p.numel()
                 if n > 1 and p.is_contiguous() and g.is_contiguous() and m.is_contiguous():
                     if p.dim() != 1:
-                        p, g, m = p.view(-1), g.view(-1), m.view(-1)
+                        p, m = _flat_alias(p_, p, n), _flat_alias(m_, m, n)
+                        g = g.view(-1)
                     flat_p.append(p)
                     flat_g.append(g)
                     flat_m.append(m)
