@@ -91,15 +91,22 @@ def workloads(quick: bool) -> dict[str, Workload]:
     }
 
 
-def make_params(workload: Workload, seed: int = 0) -> list[torch.nn.Parameter]:
+def make_params(workload: Workload, seed: int = 0, device: str = "cpu") -> list[torch.nn.Parameter]:
     """Parameters with fixed random gradients attached (every implementation steps the same tensors)."""
     gen = torch.Generator().manual_seed(seed)
     params = []
     for shape in workload.shapes:
-        p = torch.nn.Parameter(torch.randn(shape, generator=gen).to(workload.dtype))
-        p.grad = torch.randn(shape, generator=gen).to(workload.dtype)
+        p = torch.nn.Parameter(torch.randn(shape, generator=gen).to(device=device, dtype=workload.dtype))
+        p.grad = torch.randn(shape, generator=gen).to(device=device, dtype=workload.dtype)
         params.append(p)
     return params
+
+
+def _synchronizer(device: str) -> Callable[[], None]:
+    """Waits for queued device work (timings of asynchronous devices must include it); a no-op on the CPU."""
+    if device.startswith("cuda"):
+        return torch.cuda.synchronize
+    return lambda: None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -193,23 +200,26 @@ IMPLS: list[Impl] = [
 # measurements
 
 
-def _median_seconds(fn: Callable[[], object], repeats: int) -> float:
+def _median_seconds(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> float:
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        sync()
         samples.append(time.perf_counter() - start)
     return statistics.median(samples)
 
 
-def stream_bandwidth(numel: int) -> dict[str, float]:
+def stream_bandwidth(numel: int, device: str = "cpu") -> dict[str, float]:
     """Copy (8 bytes per fp32 element) and triad (12) bandwidth in GB/s over arrays far larger than the caches."""
-    a, b, c = torch.rand(numel), torch.rand(numel), torch.empty(numel)
+    a, b, c = (torch.rand(numel, device=device) for _ in range(3))
+    sync = _synchronizer(device)
     for _ in range(2):
         c.copy_(a)
         torch.add(a, b, alpha=3.0, out=c)
-    copy = _median_seconds(lambda: c.copy_(a), 9)
-    triad = _median_seconds(lambda: torch.add(a, b, alpha=3.0, out=c), 9)
+    sync()
+    copy = _median_seconds(lambda: c.copy_(a), 9, sync)
+    triad = _median_seconds(lambda: torch.add(a, b, alpha=3.0, out=c), 9, sync)
     return {"copy": 8 * numel / copy / 1e9, "triad": 12 * numel / triad / 1e9}
 
 
@@ -223,24 +233,31 @@ class Result:
         return statistics.median(self.samples) * 1e3
 
 
-def time_workload(workload: Workload, impls: list[Impl], rounds: int, steps_per_round: int) -> dict[str, Result]:
+def time_workload(
+    workload: Workload, impls: list[Impl], rounds: int, steps_per_round: int, device: str = "cpu"
+) -> dict[str, Result]:
     """Median step time of each implementation; rounds interleave them so load changes hit all alike."""
-    params = make_params(workload)
+    params = make_params(workload, device=device)
+    sync = _synchronizer(device)
     steps: dict[str, Callable[[], object]] = {}
     results: dict[str, Result] = {}
     for impl in impls:
         step = impl.make(params)
+        sync()
         start = time.perf_counter()
         step()
+        sync()
         results[impl.name] = Result(first_step_s=time.perf_counter() - start)
         step()
         steps[impl.name] = step
     for _ in range(rounds):
         for impl in impls:
             step = steps[impl.name]
+            sync()
             for _ in range(steps_per_round):
                 start = time.perf_counter()
                 step()
+                sync()
                 results[impl.name].samples.append(time.perf_counter() - start)
     return results
 
@@ -281,6 +298,23 @@ def transient_memory(workload: Workload, impls: list[Impl]) -> dict[str, float]:
         base = _status_bytes("VmRSS")
         step()
         out[impl.name] = max(0, _status_bytes("VmHWM") - base) / 1e6
+    return out
+
+
+def cuda_transient_memory(workload: Workload, impls: list[Impl], device: str) -> dict[str, float]:
+    """Peak allocated device memory above the allocated set during one (not the first) step, in MB."""
+    params = make_params(workload, device=device)
+    out: dict[str, float] = {}
+    for impl in impls:
+        step = impl.make(params)
+        step()
+        step()
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        out[impl.name] = (torch.cuda.max_memory_allocated() - base) / 1e6
     return out
 
 
@@ -357,6 +391,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-compile-time", action="store_true", help="skip the cold/warm compile measurement")
     parser.add_argument("--malloc-tuned", action="store_true", help="re-run under " + " ".join(MALLOC_TUNED_ENV))
     parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu", help="where the parameters live, e.g. cpu or cuda (default cpu)")
     parser.add_argument("--_child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--_workload", default="many", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -394,9 +429,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"# Lion step benchmark ({'quick' if args.quick else 'full'})")
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-        f"malloc: {malloc}, load average at start: {_load()}"
+        f"device: {args.device}, malloc: {malloc}, load average at start: {_load()}"
     )
-    bandwidth = stream_bandwidth(1 << 20 if args.quick else 1 << 25)
+    bandwidth = stream_bandwidth(1 << 20 if args.quick else 1 << 25, args.device)
     stream = max(bandwidth.values())
     print(f"streaming bandwidth: copy {bandwidth['copy']:.1f} GB/s, triad {bandwidth['triad']:.1f} GB/s")
     print(f"timing: median of {rounds} interleaved rounds x {steps} steps per implementation\n")
@@ -407,15 +442,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|---|")
     for name in selected:
         workload = all_workloads[name]
-        results = time_workload(workload, impls, rounds, steps)
+        results = time_workload(workload, impls, rounds, steps, args.device)
         memory: dict[str, float] = {}
-        if not args.no_memory:
+        if args.device.startswith("cuda") and not args.no_memory:
+            memory = cuda_transient_memory(workload, impls, args.device)
+        elif not args.no_memory:
             flags = ["--quick"] if args.quick else []
             child_args = [*flags, "--_child", "memory", "--_workload", name, "--impls", ",".join(i.name for i in impls)]
             memory = {k: float(v) for k, v in _child(child_args).items()}  # type: ignore[arg-type]
         for line in report(workload, impls, results, stream, memory):
             print(line, flush=True)
-    if not args.no_compile_time and not args.quick and any("fused" in i.name and "Lion" in i.name for i in impls):
+    wants_fused = any("fused" in i.name and "Lion" in i.name for i in impls)
+    if not args.no_compile_time and not args.quick and args.device == "cpu" and wants_fused:
         times = compile_times(args.quick)
         n = len(all_workloads["many"].shapes)
         print(
