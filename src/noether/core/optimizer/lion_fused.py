@@ -319,27 +319,38 @@ def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _Chu
     return kernel
 
 
-# id(tensor) -> (weak reference to it, data_ptr, numel, a 1-D alias of its storage)
-_ALIASES: dict[int, tuple[weakref.ref[Tensor], int, int, Tensor]] = {}
+# id(param) -> (weak references to the param and its momentum, their data_ptrs, numel, their 1-D aliases)
+_ALIASES: dict[int, tuple[weakref.ref[Tensor], weakref.ref[Tensor], int, int, int, Tensor, Tensor]] = {}
 
 
-def _flat_alias(owner: Tensor, t: Tensor, n: int) -> Tensor:
-    """A 1-D tensor over the ``n`` elements of contiguous ``t`` (``owner`` or its real view), reused across steps.
+def _alias(t: Tensor, n: int) -> Tensor:
+    return torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage(), t.storage_offset(), (n,), (1,))
+
+
+def _flat_aliases(param: Tensor, exp_avg: Tensor, p: Tensor, m: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """1-D tensors over the ``n`` elements of contiguous ``p`` and ``m`` (``param``, ``exp_avg`` or their real views).
 
     A view costs about a microsecond per tensor and step, as much as the kernel spends on a small tensor; params and
-    momenta live for the whole run, so their flat aliases are kept, keyed by ``owner``. The alias is not a view (it
-    holds the storage, not ``owner``), so the entry goes when ``owner`` is freed; it is rebuilt when ``owner`` now
-    points elsewhere (``p.data = ...``).
+    momenta live for the whole run, so their flat aliases are kept, keyed by ``param``. An alias is not a view (it
+    holds the storage, not the tensor), so the entry goes when either tensor is freed, and it is rebuilt when either
+    now points elsewhere (``p.data = ...``, a loaded state).
     """
-    key = id(owner)
-    ptr = t.data_ptr()
+    key = id(param)
     entry = _ALIASES.get(key)
-    if entry is not None and entry[0]() is owner and entry[1] == ptr and entry[2] == n:
-        return entry[3]
-    alias = torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage(), t.storage_offset(), (n,), (1,))
-    ref = weakref.ref(owner, lambda _, key=key: _ALIASES.pop(key, None))  # type: ignore[misc]
-    _ALIASES[key] = (ref, ptr, n, alias)
-    return alias
+    p_ptr, m_ptr = p.data_ptr(), m.data_ptr()
+    if (
+        entry is not None
+        and entry[0]() is param
+        and entry[1]() is exp_avg
+        and entry[2] == p_ptr
+        and entry[3] == m_ptr
+        and entry[4] == n
+    ):
+        return entry[5], entry[6]
+    drop = lambda _, key=key: _ALIASES.pop(key, None)  # noqa: E731
+    entry = (weakref.ref(param, drop), weakref.ref(exp_avg, drop), p_ptr, m_ptr, n, _alias(p, n), _alias(m, n))
+    _ALIASES[key] = entry
+    return entry[5], entry[6]
 
 
 def _real_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -432,8 +443,12 @@ def _fused_lion(
             # Traced into the caller's compiled graph, whose compiler fuses it: the reference kernel as it is.
             _single_tensor_lion(params, grads, exp_avgs, **hyper)
             return
-        tensor_lists: list[list[Tensor | None]] = [list(params), list(grads), list(exp_avgs)]
-        groups = torch._C._group_tensors_by_device_and_dtype(tensor_lists, True)
+        device0, dtype0 = params[0].device, params[0].dtype
+        if all(p.dtype is dtype0 for p in params) and all(p.device == device0 for p in params):
+            groups: Any = {(device0, dtype0): ((params, grads, exp_avgs), range(len(params)))}
+        else:
+            tensor_lists: list[list[Tensor | None]] = [list(params), list(grads), list(exp_avgs)]
+            groups = torch._C._group_tensors_by_device_and_dtype(tensor_lists, True)
         # Validate everything before the first group is updated: nothing is half-applied.
         plans = []
         rest: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
@@ -468,7 +483,7 @@ def _fused_lion(
                 n = p.numel()
                 if n > 1 and p.is_contiguous() and g.is_contiguous() and m.is_contiguous():
                     if p.dim() != 1:
-                        p, m = _flat_alias(p_, p, n), _flat_alias(m_, m, n)
+                        p, m = _flat_aliases(p_, m_, p, m, n)
                         g = g.view(-1)
                     flat_p.append(p)
                     flat_g.append(g)
