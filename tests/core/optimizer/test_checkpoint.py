@@ -5,8 +5,11 @@ from typing import Any
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from noether.core.optimizer import LoadReport, OptimizerWrapper
+from noether.core.factory import OptimizerFactory
+from noether.core.optimizer import Lion, LoadReport, OptimizerWrapper
 from noether.core.schemas import OptimizerConfig
 from noether.core.utils.training import TrainingIteration, UpdateCounter
 
@@ -97,16 +100,34 @@ def load_weights(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> Non
                 p.copy_(source[normalized(name)])
 
 
-def test_resume_is_bit_identical_to_uninterrupted_training() -> None:
-    reference = make(Net())
+def make_lion(model: torch.nn.Module, start: int = 0) -> OptimizerWrapper:
+    """Lion through the factory, with Lion's own keyword arguments passed through the config (decision 2)."""
+    config = {
+        "kind": "noether.core.optimizer.Lion",
+        "lr": 1e-3,
+        "weight_decay": 0.5,
+        "betas": [0.9, 0.98],
+        "caution": True,
+        "clip_grad_norm": 0.5,
+        "schedule_config": SCHEDULE,
+        "weight_decay_schedule": WD_SCHEDULE,
+    }
+    wrapper = OptimizerFactory().create(config)(model, update_counter=counter(start))
+    assert isinstance(wrapper.torch_optim, Lion) and wrapper.torch_optim.defaults["caution"] is True
+    return wrapper
+
+
+@pytest.mark.parametrize("build", [make, make_lion], ids=["adamw", "lion"])
+def test_resume_is_bit_identical_to_uninterrupted_training(build: Callable[..., OptimizerWrapper]) -> None:
+    reference = build(Net())
     train(reference, range(7))
 
-    first = make(Net())
+    first = build(Net())
     train(first, range(4))
     checkpoint = roundtrip(first.state_dict())
     model_weights = weights(first.model)
 
-    resumed = make(Net(), start=4)
+    resumed = build(Net(), start=4)
     load_weights(resumed.model, model_weights)
     report = resumed.load_state_dict(checkpoint)
     assert report.new == () and report.dropped == () and len(report.restored) == 8
@@ -319,3 +340,89 @@ def test_original_format_checkpoint_loads() -> None:
 def test_malformed_checkpoints_raise(checkpoint: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         make(Net()).load_state_dict(checkpoint)
+
+
+def test_original_format_lion_checkpoint_loads_and_continues() -> None:
+    """SPEC 3.4's example layout for Lion: only ``exp_avg`` per parameter, no step counter."""
+    model = Net()
+    params = dict(model.named_parameters())
+    names = sorted(params)  # the original numbered its groups differently from ours
+    checkpoint = {
+        "state": {i: {"exp_avg": torch.full(params[n].shape, 0.01 * (i + 1))} for i, n in enumerate(names)},
+        "param_groups": [
+            {
+                "lr": 5e-5,
+                "betas": (0.9, 0.99),
+                "weight_decay": 0.05,
+                "caution": False,
+                "foreach": None,
+                "maximize": False,
+                "name": "default",
+                "params": list(range(len(names))),
+            }
+        ],
+        "param_idx_to_name": dict(enumerate(names)),
+    }
+    wrapper = make_lion(model, start=3)
+    report = wrapper.load_state_dict(roundtrip(checkpoint))
+    assert sorted(report.restored) == names
+    state = wrapper.torch_optim.state_dict()["state"]
+    for index, name in wrapper.param_idx_to_name.items():
+        assert torch.equal(state[index]["exp_avg"], torch.full(params[name].shape, 0.01 * (names.index(name) + 1)))
+    train(wrapper, range(3, 4))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+class Bag(torch.nn.Module):
+    """A model that is just named parameters, in a given order."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        super().__init__()
+        self.params = torch.nn.ParameterDict({n: torch.nn.Parameter(torch.zeros(s)) for n, s in shapes.items()})
+
+
+_NAMES = [f"p{i}" for i in range(8)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    old_names=st.lists(st.sampled_from(_NAMES), unique=True, min_size=1),
+    new_names=st.lists(st.sampled_from(_NAMES), unique=True, min_size=1),
+    ndims=st.lists(st.integers(0, 2), min_size=8, max_size=8),
+    wd_names=st.sets(st.sampled_from(_NAMES)),
+)
+def test_states_follow_names_for_any_layout(
+    old_names: list[str], new_names: list[str], ndims: list[int], wd_names: set[str]
+) -> None:
+    shape = {n: (2,) * ndims[i] for i, n in enumerate(_NAMES)}
+    old = OptimizerWrapper(
+        Bag({n: shape[n] for n in old_names}),
+        functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9),
+        OptimizerConfig(),
+    )
+    for index, p in enumerate(old.model.parameters()):
+        p.grad = torch.full_like(p, float(index + 1))
+    old.step()
+    modifiers = [
+        {"kind": "noether.core.optimizer.WeightDecayByNameModifier", "name": f"params.{n}", "value": 0.3}
+        for n in sorted(wd_names & set(new_names))
+    ]
+    new = OptimizerWrapper(
+        Bag({n: shape[n] for n in new_names}),
+        functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9),
+        OptimizerConfig(param_group_modifiers_config=modifiers or None),
+    )
+    report = new.load_state_dict(roundtrip(old.state_dict()))
+    assert set(report.restored) == {f"params.{n}" for n in set(old_names) & set(new_names)}
+    assert set(report.new) == {f"params.{n}" for n in set(new_names) - set(old_names)}
+    assert set(report.dropped) == {f"params.{n}" for n in set(old_names) - set(new_names)}
+    old_buffers = {
+        old.param_idx_to_name.get_value_by_key(i): s["momentum_buffer"]
+        for i, s in old.torch_optim.state_dict()["state"].items()
+    }
+    new_state = new.torch_optim.state_dict()["state"]
+    for index, name in new.param_idx_to_name.items():
+        if name in old_buffers:
+            assert torch.equal(new_state[index]["momentum_buffer"], old_buffers[name])
+        else:
+            assert index not in new_state

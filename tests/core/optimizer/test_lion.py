@@ -271,3 +271,19 @@ def test_foreach_none_dispatches_to_blocked_kernel(monkeypatch) -> None:
 def test_empty_lists_do_nothing() -> None:
     for foreach in (False, True):
         lion([], [], [], foreach=foreach, beta1=0.9, beta2=0.99, lr=0.1, weight_decay=0.0, caution=True)
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_caution_mean_is_floored_at_1e_minus_3(kernel) -> None:
+    # One agreeing element out of 2000: mean 5e-4 is floored to 1e-3, so that element moves by lr / 1e-3.
+    p, g, m = torch.zeros(2000, dtype=torch.float64), torch.ones(2000, dtype=torch.float64), -torch.ones(2000)
+    m = m.to(torch.float64)
+    m[0] = 1.0
+    run_kernel(kernel, [p], [g], [m], beta1=0.9, beta2=0.99, lr=1e-3, weight_decay=0.0, caution=True, maximize=False)
+    assert p[0].item() == pytest.approx(-1.0, abs=1e-12)
+    assert torch.equal(p[1:], torch.zeros(1999, dtype=torch.float64))
+    # Ten agreeing elements: mean 5e-3 is above the floor, so each moves by lr / 5e-3.
+    p2, m2 = torch.zeros(2000, dtype=torch.float64), -torch.ones(2000, dtype=torch.float64)
+    m2[:10] = 1.0
+    run_kernel(kernel, [p2], [g], [m2], beta1=0.9, beta2=0.99, lr=1e-3, weight_decay=0.0, caution=True, maximize=False)
+    assert p2[:10].tolist() == pytest.approx([-0.2] * 10, abs=1e-12)

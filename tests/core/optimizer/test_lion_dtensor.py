@@ -49,3 +49,30 @@ def test_dtensor_params_mixed_with_plain_match_plain_run(mesh, foreach, caution)
     for a, b in zip(mixed, plain, strict=True):
         full = a.full_tensor() if hasattr(a, "full_tensor") else a
         assert torch.equal(full.detach(), b.detach())
+
+
+def test_state_with_dtensors_loads_as_a_copy(mesh) -> None:
+    # DCP's set_optimizer_state_dict hands load_state_dict DTensor state on FSDP2 models; a DTensor has no storage
+    # of its own, so the no-aliasing check must look at its local shard.
+    from torch.distributed.tensor import DTensor, Shard, distribute_tensor
+
+    gen = torch.Generator().manual_seed(0)
+    base = [torch.randn(4, 3, generator=gen), torch.randn(5, generator=gen)]
+
+    def sharded() -> list[torch.nn.Parameter]:
+        params = [torch.nn.Parameter(distribute_tensor(b.clone(), mesh, [Shard(0)])) for b in base]
+        for p in params:
+            p.grad = distribute_tensor(torch.randn(p.shape, generator=gen), mesh, [Shard(0)])
+        return params
+
+    source_params, target_params = sharded(), sharded()
+    source = Lion(source_params, lr=0.1)
+    source.step()
+    target = Lion(target_params, lr=0.1)
+    target.load_state_dict(source.state_dict())
+    for p, q in zip(source_params, target_params, strict=True):
+        loaded, saved = target.state[q]["exp_avg"], source.state[p]["exp_avg"]
+        assert isinstance(loaded, DTensor)
+        assert torch.equal(loaded.full_tensor(), saved.full_tensor())
+        saved.to_local().add_(1.0)  # the source keeps training: the loaded state must not follow
+        assert not torch.equal(loaded.full_tensor(), saved.full_tensor())

@@ -237,10 +237,11 @@ def test_compiled_step_matches_eager(foreach) -> None:
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)), f"step {step}"
 
 
-def test_tensor_lr_changes_do_not_recompile() -> None:
+@pytest.mark.parametrize(("foreach", "caution"), [(True, False), (True, True), (False, True)])
+def test_tensor_lr_changes_do_not_recompile(foreach, caution) -> None:
     torch._dynamo.reset()
     p = torch.nn.Parameter(torch.zeros(4))
-    opt = Lion([p], lr=torch.tensor(0.1), foreach=True)
+    opt = Lion([p], lr=torch.tensor(0.1), weight_decay=0.1, foreach=foreach, caution=caution)
     step = torch.compile(opt.step, backend="eager")
     p.grad = torch.ones(4)
     step()  # first call compiles
@@ -248,7 +249,8 @@ def test_tensor_lr_changes_do_not_recompile() -> None:
         for lr in (0.2, 0.05):
             opt.param_groups[0]["lr"].fill_(lr)
             step()
-    assert p.tolist() == pytest.approx([-0.35] * 4)
+    # Decay is applied with the current lr: (-0.1 * 0.98 - 0.2) * 0.995 - 0.05.
+    assert p.tolist() == pytest.approx([-0.34651] * 4, abs=1e-6)
 
 
 # --- errors -----------------------------------------------------------------------------------------------------------
@@ -345,3 +347,13 @@ def test_functional_errors() -> None:
     with pytest.raises(RuntimeError, match="Lion does not support sparse gradients"):
         lion(args[0], [torch.ones(2).to_sparse()], args[2], **kw)
     assert torch.equal(args[0][0], torch.zeros(2))
+
+
+def test_named_parameters_are_accepted_and_integer_ones_rejected() -> None:
+    model = make_model()
+    opt = Lion(model.named_parameters(), lr=0.1)
+    set_grads(model, 0)
+    opt.step()
+    assert len(opt.state) == 4
+    with pytest.raises(ValueError, match=r"invalid params.*int32"):
+        Lion([("w", torch.nn.Parameter(torch.zeros(2))), ("i", torch.zeros(2, dtype=torch.int32))], lr=0.1)

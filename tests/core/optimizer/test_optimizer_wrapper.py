@@ -96,15 +96,18 @@ def test_no_clipping_still_reports_norm_and_all_parameters_none() -> None:
     assert wrapper.last_grad_norm == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.parametrize("scaler", [None, "noop"])
+@pytest.mark.parametrize("scaler", [None, "noop", "real"])
 def test_no_gradients_is_a_no_op_with_or_without_scaler_decision_17(scaler: str | None) -> None:
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     calls = []
     optimizer.step = lambda *a, **k: calls.append(1)  # type: ignore[method-assign]
     wrapper = OptimizerWrapper(model, lambda groups: optimizer, OptimizerConfig(clip_grad_norm=1.0))
-    wrapper.step(NoopGradScaler() if scaler else None)
-    assert calls == [] and wrapper.num_skipped_steps == 0
+    grad_scaler = {None: None, "noop": NoopGradScaler(), "real": torch.amp.GradScaler("cpu", growth_interval=1)}[scaler]
+    wrapper.step(grad_scaler)
+    assert calls == [] and wrapper.num_skipped_steps == 0 and wrapper.last_grad_norm is None
+    if isinstance(grad_scaler, torch.amp.GradScaler) and grad_scaler.is_enabled():
+        assert grad_scaler._scale is None  # never used, never updated
 
 
 def test_nan_without_scaler_skips_and_keeps_state_finite() -> None:
@@ -400,3 +403,28 @@ def test_scaler_round_does_not_wait_for_a_wrapper_that_steps_otherwise(other: st
     scaler.scale(model_a(x).sum()).backward()
     wrapper_a.step(scaler)
     assert scaler._growth_tracker.item() == 1  # type: ignore[union-attr]
+
+
+def test_member_that_stops_stepping_is_dropped_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    model_a, model_b = mlp(0), mlp(1)
+    wrapper_a, wrapper_b = wrap(model_a, lr=0.01), wrap(model_b, lr=0.01)
+    scaler = torch.amp.GradScaler("cpu", init_scale=4.0, growth_interval=1)
+    x = torch.randn(2, 4)
+
+    def backward() -> None:
+        for w in (wrapper_a, wrapper_b):
+            w.zero_grad()
+        scaler.scale(model_a(x).sum() + model_b(x).sum()).backward()
+
+    backward()
+    wrapper_a.step(scaler)
+    wrapper_b.step(scaler)
+    assert scaler.get_scale() == 8.0
+    backward()
+    wrapper_a.step(scaler)  # wrapper_b is not stepped this iteration
+    assert scaler.get_scale() == 8.0
+    backward()
+    with caplog.at_level("WARNING"):
+        wrapper_a.step(scaler)  # the stale round is completed first, then wrapper_a alone drives the scaler
+    assert "did not step" in caplog.text
+    assert scaler.get_scale() == 32.0

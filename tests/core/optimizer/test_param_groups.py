@@ -207,3 +207,28 @@ def test_group_table_is_logged_and_available(caplog: pytest.LogCaptureFixture) -
         {"name": "weight_decay=0", "tensors": 4, "elements": 4 + 4 + 4 + 3, "lr": 0.1, "weight_decay": 0.0},
     ]
     assert "weight_decay=0" in caplog.text and "elements" in caplog.text
+
+
+class _Holder(torch.nn.Module):
+    """Stands in for DDP / torch.compile: the real model sits under an attribute that prefixes every name."""
+
+    def __init__(self, attribute: str, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.add_module(attribute, inner)
+
+
+@pytest.mark.parametrize("attribute", ["module", "_orig_mod"])
+def test_saved_names_drop_the_prefixes_that_model_wrappers_add(attribute: str) -> None:
+    plain = wrap(ConvBnFc())
+    wrapped = wrap(_Holder(attribute, ConvBnFc()))
+    assert wrapped.param_idx_to_name.to_forward() == plain.param_idx_to_name.to_forward()
+    assert wrapped.state_dict()["param_idx_to_name"] == plain.state_dict()["param_idx_to_name"]
+    assert all(not name.startswith(attribute) for name in wrapped.param_idx_to_name.to_backward())
+
+
+def test_names_stay_raw_when_dropping_prefixes_would_merge_two_parameters() -> None:
+    model = torch.nn.Module()
+    model.module = torch.nn.Linear(2, 2)
+    model.weight = torch.nn.Parameter(torch.ones(2, 2))  # 'weight' and 'module.weight' would both become 'weight'
+    names = set(wrap(model).param_idx_to_name.to_backward())
+    assert names == {"module.weight", "module.bias", "weight"}

@@ -144,3 +144,10 @@ def test_modifier_list_error_names_the_entry() -> None:
     with pytest.raises(ValidationError) as info:
         OptimizerConfig(param_group_modifiers_config=[{"kind": LR_SCALE, "name": "p"}])  # type: ignore[list-item]
     assert info.value.errors()[0]["loc"] == ("param_group_modifiers_config", 0)
+
+
+@pytest.mark.parametrize("field", ["schedule_config", "weight_decay_schedule"])
+def test_bad_schedule_names_the_field(field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        OptimizerConfig(**{field: {"kind": "noether.core.schedules.NoSuchSchedule"}})  # type: ignore[arg-type]
+    assert info.value.errors()[0]["loc"][0] == field

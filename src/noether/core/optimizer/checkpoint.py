@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from noether.core.optimizer.param_names import normalize_param_name
+from noether.core.optimizer.param_names import normalized_or_raw_names
 
 __all__ = ["LoadReport", "remap_state_by_name", "state_tensor_mismatch"]
 
@@ -90,12 +90,6 @@ def _checkpoint_names(raw: Any) -> dict[int, str]:
     return names
 
 
-def _normalized_or_raw(names: Mapping[int, str]) -> dict[int, str]:
-    normalized = {index: normalize_param_name(name) for index, name in names.items()}
-    # A model may really have both 'module.x' and 'x'; then normalising would merge them, so keep raw names.
-    return normalized if len(set(normalized.values())) == len(normalized) else dict(names)
-
-
 def remap_state_by_name(
     checkpoint: Mapping[str, Any],
     current_names: Mapping[int, str],
@@ -118,7 +112,7 @@ def remap_state_by_name(
         ValueError: A malformed checkpoint, a shape or dtype mismatch (naming the parameter), or, with ``strict``,
             new or dropped parameters. Nothing is modified in any case.
     """
-    saved_names = _normalized_or_raw(_checkpoint_names(checkpoint["param_idx_to_name"]))
+    saved_names = normalized_or_raw_names(_checkpoint_names(checkpoint["param_idx_to_name"]))
     saved_state = checkpoint["state"]
     if not isinstance(saved_state, Mapping):
         raise ValueError(f"checkpoint 'state' must be a dict, got {type(saved_state).__name__}")
@@ -129,7 +123,7 @@ def remap_state_by_name(
         raise ValueError("checkpoint 'param_idx_to_name' names some parameter twice")
     saved_index_of = {name: index for index, name in saved_names.items()}
     state_of = {int(index): value for index, value in saved_state.items()}
-    names_now = _normalized_or_raw(current_names)
+    names_now = normalized_or_raw_names(current_names)
 
     new_state: dict[int, dict[str, Any]] = {}
     restored: list[str] = []

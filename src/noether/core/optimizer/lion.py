@@ -8,7 +8,7 @@ parameter group)::
     u := sign(lerp(m, g, 1 - beta1))          = sign(beta1 * m + (1 - beta1) * g)
     if caution:
         c    := clamp_min(sign(u * g), 0)     1 where u and g agree, else 0
-        step := lr / max(count_nonzero(c) / numel(p), 1e-3)
+        step := lr / max(count(c) / numel(p), 1e-3)   exact integer count, float64 ratio
         u    := u * c
     else:
         step := lr
@@ -23,9 +23,10 @@ Kernels:
 
 * ``_single_tensor_lion``: a plain loop over the tensors; it defines the numerics.
 * ``_multi_tensor_lion``: groups tensors by device, dtype and tensor kind (DTensor and other subclasses never share a
-  foreach list with plain tensors), then runs ``torch._foreach_*`` ops block by block, so all intermediates of a
-  block stay in cache and no temporary is larger than one block. Large contiguous tensors are cut into flat blocks
-  (with ``caution``, a first read-only pass counts the mask of the whole tensor).
+  foreach list with plain tensors; they go through the single-tensor kernel), then runs ``torch._foreach_*`` ops
+  block by block, so all intermediates of a block stay in cache and no temporary is larger than one block. Large
+  contiguous tensors are cut into flat blocks (with ``caution``, a first read-only pass counts the mask of the whole
+  tensor).
 * ``noether.core.optimizer.lion_fused._fused_lion`` for ``fused=True``, imported only when asked for.
 """
 
@@ -212,6 +213,13 @@ def _single_tensor_lion(
 
 def _is_plain(t: Tensor) -> bool:
     return type(t) in (Tensor, torch.nn.Parameter)
+
+
+def _storage_ptr(t: Tensor) -> int:
+    """Address of ``t``'s storage; a DTensor owns none (asking raises), so that of its local shard."""
+    to_local = getattr(t, "to_local", None)
+    local = to_local() if callable(to_local) and not _is_plain(t) else t
+    return int(local.untyped_storage().data_ptr())
 
 
 def _group_for_foreach(
@@ -431,7 +439,9 @@ def _split_tensor(
         step = _caution_steps(count, n, lr64).to(p.dtype)
         step_value = float(step) if _host_scalars(p) else None
     assert step is not None
-    for start in range(0, n, block):
+    starts = range(0, n, block)
+    # After a counting pass, the update pass walks backwards: the blocks read last are still in the last-level cache.
+    for start in reversed(starts) if caution else starts:
         stop = min(start + block, n)
         gb, u, agree = direction(start, stop)
         pb = pf[start:stop]
@@ -596,7 +606,9 @@ class Lion(Optimizer):
         where = f" (param group {len(self.param_groups)})"
         options = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
         _check_group_options(options, where)
-        for index, p in enumerate(params):
+        for index, entry in enumerate(params):
+            # torch also accepts (name, tensor) pairs.
+            p = entry[1] if isinstance(entry, tuple) and len(entry) == 2 else entry
             if isinstance(p, Tensor) and not (p.is_floating_point() or p.is_complex()):
                 raise ValueError(
                     f"Lion: invalid params{where}: parameter {index} has dtype {p.dtype}; "
@@ -628,7 +640,7 @@ class Lion(Optimizer):
                         f"but the parameter has shape {tuple(param.shape)}"
                     )
         given = {
-            t.untyped_storage().data_ptr()
+            _storage_ptr(t)
             for value in state_dict["state"].values()
             if isinstance(value, dict)
             for t in value.values()
@@ -637,7 +649,7 @@ class Lion(Optimizer):
         super().load_state_dict(state_dict)
         for param_state in self.state.values():
             for key, value in param_state.items():
-                if isinstance(value, Tensor) and (value.numel() == 0 or value.untyped_storage().data_ptr() in given):
+                if isinstance(value, Tensor) and (value.numel() == 0 or _storage_ptr(value) in given):
                     param_state[key] = value.clone(memory_format=torch.preserve_format)
 
     def _init_group(

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from noether.core.optimizer.param_group_modifiers.base import ParamGroupModifierBase, name_matches
-from noether.core.optimizer.param_names import normalize_param_name
+from noether.core.optimizer.param_names import normalize_param_name, normalized_or_raw_names
 from noether.core.utils.bidict import Bidict
 from noether.core.utils.logging.formatting import float_to_scientific_notation
 
@@ -152,8 +152,7 @@ def build_param_groups(
     named_groups = []
     for group in groups:
         named_groups.append({**group, "name": group_name(group)})
-    param_idx_to_name: Bidict[int, str] = Bidict()
-    for names in group_names:
-        for name in names:
-            param_idx_to_name.set(len(param_idx_to_name), name)
+    # Saved without the prefixes DDP and torch.compile add, so checkpoints move between wrapped and plain models.
+    raw_names = [name for names in group_names for name in names]
+    param_idx_to_name: Bidict[int, str] = Bidict(normalized_or_raw_names(dict(enumerate(raw_names))))
     return named_groups, param_idx_to_name

@@ -1,0 +1,1 @@
+"""The ``noether-optim`` command line: ``demo``, ``schedule`` and ``groups``."""
