@@ -29,6 +29,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)
+	$(PY) benchmarks/bench_lion.py
 	$(PY) benchmarks/bench_wrapper.py
 
 clean:

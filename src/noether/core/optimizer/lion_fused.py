@@ -1,0 +1,507 @@
+"""The fused Lion kernel: one compiled pass over memory per tensor, compiled once per chunk arity.
+
+``Lion(..., fused=True)`` calls :func:`_fused_lion` with the raw lists of one param group. For every
+parameter it computes, in one loop that reads ``p``, ``g`` and ``m`` once and writes ``p`` and ``m``
+once (SPEC section 2, decision 22)::
+
+    g  := -g                                   if maximize
+    u  := sign(lerp(m, g, 1 - beta1))          = sign(beta1 * m + (1 - beta1) * g)
+    u  := u * mask / max(count / numel, 1e-3)  if caution, mask = [u * g > 0], count = sum(mask) as an integer
+    p  := p * (1 - lr * weight_decay) - lr * u
+    m  := lerp(m, g, 1 - beta2)                = beta2 * m + (1 - beta2) * g
+
+Design (why it looks like this):
+
+- The kernel is ``torch.compile`` (inductor: C++/OpenMP on CPU, Triton on CUDA) of a function over a
+  fixed number ``_CHUNK`` of flat 1-D tensor triples with dynamic sizes. It is compiled once per
+  (device, dtype, caution) and reused for every chunk of every group, so the compile cost does
+  not grow with the number of tensors (compiling over the whole tensor list took 107-110 s for 300
+  tensors). A short last chunk is padded with tiny scratch tensors.
+- After the one compile, chunks call the compiled graph directly, without dynamo's guards: a guard
+  evaluation per call and a view per tensor cost more than the kernel on a model with hundreds of small
+  tensors. The arguments are laid out in the order the graph was traced with, which is checked on tiny
+  exact data right after compiling (a wrong layout raises instead of computing garbage).
+- Every scalar (lr, the decay factor, both lerp weights) enters the graph as a 0-d tensor, so a changing
+  (tensor or float) lr or a scheduled weight decay never recompiles.
+- Low-precision params (bf16/fp16) are computed in float32 and rounded after every step the eager
+  kernel rounds (inductor's ``emulate_precision_casts``), and floating-point contraction is on so the
+  products that eager CPU kernels compute with an FMA (``lerp``, ``add(alpha=)``) are rounded once here
+  too: on CPU the result is bit-identical to the single-tensor kernel (tested). Other compilers or
+  devices may contract differently; then ``exp_avg`` differs in the last ulp and, only where the Lion
+  direction is within one rounding of zero, ``p`` differs by one ``lr`` step.
+- Parameters that cannot be flattened without a copy (non-dense layouts, or param/grad/state strides
+  that differ), single-element parameters and tensor subclasses (DTensor) go through
+  ``lion._single_tensor_lion``, the reference; 0-size parameters have nothing to update.
+- Inside a ``torch.compile``'d step the reference kernel is traced instead, so the caller's compiler
+  fuses it into its own graph.
+"""
+
+from __future__ import annotations
+
+import operator
+import threading
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from noether.core.optimizer.lion import _single_tensor_lion
+
+__all__ = ["FusedLionCompileError"]
+
+# Tensors per compiled call. Larger chunks mean fewer calls (less Python per step) but a longer one-off
+# compile; 16 keeps the cold compile under 15 s on 2 cores and the per-step overhead under ~0.5 ms for
+# 300 tensors.
+_CHUNK = 16
+
+# Inductor options for the kernel: round like eager in bf16/fp16 and contract a*b+c into an FMA like
+# ATen's vectorised CPU kernels (lerp, add with alpha) do.
+_CAUTION_MIN_MEAN = 1e-3
+"""Floor of the caution mask's mean (as in ``lion._caution_steps``)."""
+
+_INDUCTOR_OPTIONS: dict[str, Any] = {
+    "emulate_precision_casts": True,
+    "cpp.enable_floating_point_contract_flag": "fast",
+    "size_asserts": False,
+}
+
+
+class FusedLionCompileError(RuntimeError):
+    """Raised when the fused Lion kernel cannot be compiled on this machine (use ``fused=False``)."""
+
+
+def _opmath_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype eager kernels compute in for ``dtype``: float32 for 16-bit floats, else ``dtype`` itself."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _lion_update_(
+    p: Tensor,
+    g: Tensor,
+    m: Tensor,
+    lr64: Tensor,
+    step: Tensor,
+    decay: Tensor,
+    w1: Tensor,
+    w2: Tensor,
+    grad_sign: Tensor,
+    *,
+    caution: bool,
+) -> None:
+    """One Lion update of ``p`` and ``m`` in place, with the numerics of ``lion._single_tensor_lion``.
+
+    ``p``, ``g`` and ``m`` have one shape and one real dtype. The scalars are 0-d tensors: ``lr64`` the lr in
+    float64; in the compute dtype (float32 for bf16/fp16, else the dtype itself) ``step`` = lr rounded to the
+    param dtype, ``decay`` = 1 - lr * weight_decay, ``w1`` = 1 - beta1, ``w2`` = 1 - beta2 and ``grad_sign``
+    = -1 to maximize, else 1 (multiplying by it is ``-g`` bit for bit, so maximize needs no kernel of its own).
+    Every intermediate is rounded to the param dtype where the eager kernel rounds it.
+    """
+    dtype = p.dtype
+    compute = _opmath_dtype(dtype)
+    if compute is dtype:
+        # Full precision: no casts (fewer graph nodes, a faster trace and compile).
+        g = g * grad_sign
+        u = torch.sign(torch.lerp(m, g, w1))
+        if caution:
+            agree = u * g > 0
+            u = u * agree.to(dtype)
+            step = (lr64 / torch.clamp(agree.sum().to(torch.float64) / agree.numel(), min=_CAUTION_MIN_MEAN)).to(dtype)
+        p.copy_(p * decay - u * step)
+        m.copy_(torch.lerp(m, g, w2))
+        return
+    g_c = g.to(compute) * grad_sign
+    m_c = m.to(compute)
+    u = torch.sign(torch.lerp(m_c, g_c, w1).to(dtype))
+    if caution:
+        agree = u * g_c > 0
+        u = u * agree.to(dtype)
+        # An integer count is exact at any size (a float32 sum of ones stops growing at 2**24).
+        mean = agree.sum().to(torch.float64) / agree.numel()
+        step = (lr64 / torch.clamp(mean, min=_CAUTION_MIN_MEAN)).to(dtype).to(compute)
+    decayed = (p.to(compute) * decay).to(dtype)
+    p.copy_((decayed.to(compute) - u.to(compute) * step).to(dtype))
+    m.copy_(torch.lerp(m_c, g_c, w2).to(dtype))
+
+
+def _hyper_scalars(hyper: dict[str, Any], dtype: torch.dtype, device: torch.device) -> list[Tensor]:
+    """The kernel's scalars for params of real ``dtype`` on ``device`` (see :func:`_lion_update_`)."""
+    compute = _opmath_dtype(dtype)
+    lr, weight_decay, beta1, beta2 = hyper["lr"], hyper["weight_decay"], hyper["beta1"], hyper["beta2"]
+    if isinstance(lr, Tensor):
+        lr64 = lr.detach().reshape(()).to(device=device, dtype=torch.float64)
+    else:
+        lr64 = torch.tensor(lr, dtype=torch.float64, device=device)
+    return [
+        lr64,
+        lr64.to(dtype).to(compute),
+        (1.0 - lr64 * weight_decay).to(compute),
+        torch.tensor(1.0 - beta1, dtype=compute, device=device),
+        torch.tensor(1.0 - beta2, dtype=compute, device=device),
+        torch.tensor(-1.0 if hyper["maximize"] else 1.0, dtype=compute, device=device),
+    ]
+
+
+_N_SCALARS = 6
+
+
+def _make_chunk_function(caution: bool, tag: str) -> Callable[..., None]:
+    """A function updating one chunk of triples, with a code object of its own.
+
+    Dynamo keeps its compiled code (and its recompile limit) per code object; one per kernel key keeps
+    the keys from evicting each other.
+    """
+
+    def lion_chunk(ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], *scalars: Tensor) -> None:
+        for p, g, m in zip(ps, gs, ms, strict=True):
+            _lion_update_(p, g, m, *scalars, caution=caution)
+
+    code = lion_chunk.__code__.replace(co_name=f"lion_chunk_{tag}")
+    return types.FunctionType(code, lion_chunk.__globals__, code.co_name, None, lion_chunk.__closure__)
+
+
+class _CaptureBackend:
+    """A ``torch.compile`` backend that compiles with inductor and keeps the compiled graph and its inputs."""
+
+    def __init__(self) -> None:
+        self.compiled: Callable[..., Any] | None = None
+        self.example_inputs: list[Any] = []
+        self.calls = 0
+
+    def __call__(self, gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Callable[..., Any]:
+        from torch._inductor.compile_fx import compile_fx
+
+        self.calls += 1
+        compiled: Callable[..., Any] = compile_fx(  # type: ignore[assignment]
+            gm, example_inputs, config_patches=dict(_INDUCTOR_OPTIONS)
+        )
+        self.compiled = compiled
+        self.example_inputs = list(example_inputs)
+        return compiled
+
+
+class _ChunkKernel:
+    """The compiled chunk kernel for one (device, dtype, caution), called without dynamo's guards."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype, caution: bool) -> None:
+        self.device = device
+        self.dtype = dtype
+        self.caution = caution
+        self.chunk = _CHUNK
+        self.compute_dtype = _opmath_dtype(dtype)
+        tag = f"{device.type}{device.index if device.index is not None else ''}_{str(dtype).split('.')[-1]}"
+        self.eager = _make_chunk_function(caution, f"{tag}_caution{int(caution)}")
+        self.backend = _CaptureBackend()
+        # Scratch triples that fill a short last chunk; never read back.
+        self.pads = [[torch.zeros(2, dtype=dtype, device=device) for _ in range(self.chunk)] for _ in range(3)]
+        self.pad_sizes = [2] * self.chunk
+        self._getter: Callable[[list[Any]], tuple[Any, ...]] = operator.itemgetter(0)
+        self._compile()
+        self._self_check()
+
+    def _compile(self) -> None:
+        k = self.chunk
+        # Distinct sizes >= 2 so that every slot gets a size symbol of its own (no 0/1 specialisation, no
+        # "these two sizes are equal" guards) and the size arguments can be told apart below.
+        sizes = [(1 << 16) + 3 * i for i in range(k)]
+        triples = [[torch.zeros(n, dtype=self.dtype, device=self.device) for n in sizes] for _ in range(3)]
+        scalars = self._scalars((1.0,) * _N_SCALARS)
+        compiled = torch.compile(self.eager, backend=self.backend, dynamic=True, fullgraph=True)
+        try:
+            with torch.no_grad():
+                compiled(*triples, *scalars)
+        except Exception as exc:
+            raise FusedLionCompileError(
+                f"fused Lion: torch.compile of the kernel failed for {self.dtype} on {self.device} "
+                f"({type(exc).__name__}: {exc}); use fused=False"
+            ) from exc
+        if self.backend.compiled is None:
+            raise FusedLionCompileError(
+                "fused Lion: torch.compile did not compile the kernel (is dynamo disabled, e.g. by "
+                "TORCHDYNAMO_DISABLE=1 or torch.compiler.set_stance('force_eager')?); use fused=False"
+            )
+        # Source layout of one call: ps, gs, ms, the scalars, then the sizes.
+        sources: list[Any] = [*triples[0], *triples[1], *triples[2], *scalars]
+        index: list[int] = []
+        for example in self.backend.example_inputs:
+            if isinstance(example, Tensor):
+                position = next((i for i, t in enumerate(sources) if t is example), None)
+            else:
+                hint = example.node.hint if isinstance(example, torch.SymInt) else example
+                position = len(sources) + sizes.index(hint) if hint in sizes else None
+            if position is None:
+                raise FusedLionCompileError(
+                    f"fused Lion: unexpected input {example!r} of the compiled kernel (torch {torch.__version__}); "
+                    "use fused=False"
+                )
+            index.append(position)
+        self._getter = operator.itemgetter(*index) if len(index) > 1 else (lambda src: (src[index[0]],))
+
+    def _scalars(self, values: tuple[float, ...]) -> list[Tensor]:
+        dtypes = (torch.float64,) + (self.compute_dtype,) * (_N_SCALARS - 1)
+        return [torch.tensor(v, dtype=d, device=self.device) for v, d in zip(values, dtypes, strict=True)]
+
+    def _self_check(self) -> None:
+        """Run the compiled graph once on small exact data and compare with eager execution of the same code.
+
+        All values are small dyadic numbers and every weight is a power of two, so every operation is
+        exact and the two must agree bit for bit whatever the compiler contracts; a wrong argument layout
+        cannot pass.
+        """
+        sizes = [3 + i for i in range(self.chunk - 1)]  # one short: the padding is checked too
+        gen = torch.Generator().manual_seed(0)
+
+        def exact(n: int, scale: float) -> Tensor:
+            return (torch.randint(-8, 9, (n,), generator=gen).to(self.dtype) * scale).to(self.device)
+
+        ps = [exact(n, 0.5) for n in sizes]
+        gs = [exact(n, 0.25) for n in sizes]
+        ms = [exact(n, 0.125) for n in sizes]
+        scalars = self._scalars((0.5, 0.5, 0.5, 0.5, 0.25, -1.0))  # lr64, step, decay, w1, w2, grad_sign
+        expected = [[t.clone() for t in ts] for ts in (ps, gs, ms)]
+        with torch.no_grad():
+            self.eager(*expected, *scalars)
+            self.call(ps, gs, ms, sizes, scalars)
+        for got, want in zip([*ps, *ms], [*expected[0], *expected[2]], strict=True):
+            if not torch.equal(got, want):
+                raise FusedLionCompileError(
+                    f"fused Lion: the compiled kernel failed its self-check for {self.dtype} on {self.device} "
+                    f"(torch {torch.__version__}); use fused=False"
+                )
+
+    def call(
+        self, ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], numels: list[int], scalars: list[Tensor]
+    ) -> None:
+        """Update flat contiguous 1-D triples of ``numels`` (>= 1) elements in place, one chunk per call."""
+        compiled = self.backend.compiled
+        assert compiled is not None
+        getter = self._getter
+        k = self.chunk
+        for start in range(0, len(ps), k):
+            stop = start + k
+            missing = stop - len(ps)
+            if missing <= 0:
+                src = [*ps[start:stop], *gs[start:stop], *ms[start:stop], *scalars, *numels[start:stop]]
+            else:
+                pads_p, pads_g, pads_m = (pad[:missing] for pad in self.pads)
+                src = [
+                    *ps[start:],
+                    *pads_p,
+                    *gs[start:],
+                    *pads_g,
+                    *ms[start:],
+                    *pads_m,
+                    *scalars,
+                    *numels[start:],
+                    *self.pad_sizes[:missing],
+                ]
+            compiled(*getter(src))
+
+
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+_KERNELS: dict[tuple[torch.device, torch.dtype, bool], _ChunkKernel] = {}
+_KERNELS_LOCK = threading.Lock()
+
+
+def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _ChunkKernel:
+    """The compiled kernel for ``(device, dtype, caution)``, compiled on first use (once per process)."""
+    key = (device, dtype, caution)
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        with _KERNELS_LOCK:
+            kernel = _KERNELS.get(key)
+            if kernel is None:
+                kernel = _ChunkKernel(device, dtype, caution)
+                _KERNELS[key] = kernel
+    return kernel
+
+
+# id(param) -> (weak references to the param and its momentum, their data_ptrs, numel, their 1-D aliases)
+_ALIASES: dict[int, tuple[weakref.ref[Tensor], weakref.ref[Tensor], int, int, int, Tensor, Tensor]] = {}
+
+
+def _alias(t: Tensor, n: int) -> Tensor:
+    return torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage(), t.storage_offset(), (n,), (1,))
+
+
+def _flat_aliases(param: Tensor, exp_avg: Tensor, p: Tensor, m: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """1-D tensors over the ``n`` elements of contiguous ``p`` and ``m`` (``param``, ``exp_avg`` or their real views).
+
+    A view costs about a microsecond per tensor and step, as much as the kernel spends on a small tensor; params and
+    momenta live for the whole run, so their flat aliases are kept, keyed by ``param``. An alias is not a view (it
+    holds the storage, not the tensor), so the entry goes when either tensor is freed, and it is rebuilt when either
+    now points elsewhere (``p.data = ...``, a loaded state).
+    """
+    key = id(param)
+    entry = _ALIASES.get(key)
+    p_ptr, m_ptr = p.data_ptr(), m.data_ptr()
+    if (
+        entry is not None
+        and entry[0]() is param
+        and entry[1]() is exp_avg
+        and entry[2] == p_ptr
+        and entry[3] == m_ptr
+        and entry[4] == n
+    ):
+        return entry[5], entry[6]
+    drop = lambda _, key=key: _ALIASES.pop(key, None)  # noqa: E731
+    entry = (weakref.ref(param, drop), weakref.ref(exp_avg, drop), p_ptr, m_ptr, n, _alias(p, n), _alias(m, n))
+    _ALIASES[key] = entry
+    return entry[5], entry[6]
+
+
+def _real_dtype(dtype: torch.dtype) -> torch.dtype:
+    return {torch.complex64: torch.float32, torch.complex128: torch.float64, torch.complex32: torch.float16}.get(
+        dtype, dtype
+    )
+
+
+def _is_non_overlapping_and_dense(t: Tensor) -> bool:
+    """Whether ``t``'s elements fill ``numel`` consecutive storage slots (contiguous up to a permutation)."""
+    expected = 1
+    for size, stride in sorted(zip(t.shape, t.stride(), strict=True), key=lambda d: (d[1], d[0])):
+        if size == 1:
+            continue
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _dense_flat_views(p: Tensor, g: Tensor, m: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
+    """1-D views of a non-contiguous triple that index one element at one position, or None without a copy."""
+    stride = p.stride()
+    if g.stride() != stride or m.stride() != stride or not _is_non_overlapping_and_dense(p):
+        return None
+    # Dense with one permuted layout (e.g. channels_last): the elements fill [offset, offset + numel) of
+    # each storage in the same order, so the storage order is a valid flat view.
+    n = p.numel()
+    return (
+        p.as_strided((n,), (1,), p.storage_offset()),
+        g.as_strided((n,), (1,), g.storage_offset()),
+        m.as_strided((n,), (1,), m.storage_offset()),
+    )
+
+
+def _mismatch(i: int, p: Tensor, g: Tensor, m: Tensor) -> ValueError:
+    return ValueError(
+        f"fused Lion: parameter {i} is {p.dtype} {tuple(p.shape)} on {p.device}, but its grad is {g.dtype} "
+        f"{tuple(g.shape)} on {g.device} and its exp_avg {m.dtype} {tuple(m.shape)} on {m.device}; "
+        "all three must have the param's shape, dtype and device"
+    )
+
+
+def _fused_lion(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    beta1: float,
+    beta2: float,
+    lr: float | Tensor,
+    weight_decay: float,
+    caution: bool,
+    maximize: bool,
+) -> None:
+    """Apply one Lion step to every ``(param, grad, exp_avg)`` triple in place with the fused kernel.
+
+    Args:
+        params: Parameters of one group (any devices and floating or complex dtypes, mixed).
+        grads: Their gradients (same shape, dtype and device as each param); never modified.
+        exp_avgs: Their momentum buffers (same shape, dtype and device as each param).
+        beta1: Interpolation factor of the update direction: ``u = sign(beta1 * m + (1 - beta1) * g)``.
+        beta2: Decay of the momentum: ``m = beta2 * m + (1 - beta2) * g``.
+        lr: Learning rate, a float or a 1-element tensor (a new value never recompiles).
+        weight_decay: Decoupled weight decay: ``p *= 1 - lr * weight_decay``.
+        caution: Zero the update where it disagrees in sign with the gradient and rescale the rest.
+        maximize: Ascend instead of descend.
+
+    Raises:
+        ValueError: The lists differ in length, or a triple differs in shape, dtype or device.
+        FusedLionCompileError: The kernel cannot be compiled here (no compiler, dynamo disabled, ...).
+    """
+    if not len(params) == len(grads) == len(exp_avgs):
+        raise ValueError(
+            f"fused Lion: params, grads and exp_avgs must have one entry per parameter, got "
+            f"{len(params)}, {len(grads)} and {len(exp_avgs)}"
+        )
+    if not params:
+        return
+    hyper: dict[str, Any] = {
+        "beta1": beta1,
+        "beta2": beta2,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "caution": caution,
+        "maximize": maximize,
+    }
+    with torch.no_grad():
+        if torch.compiler.is_compiling():
+            # Traced into the caller's compiled graph, whose compiler fuses it: the reference kernel as it is.
+            _single_tensor_lion(params, grads, exp_avgs, **hyper)
+            return
+        device0, dtype0 = params[0].device, params[0].dtype
+        if all(p.dtype is dtype0 for p in params) and all(p.device == device0 for p in params):
+            groups: Any = {(device0, dtype0): ((params, grads, exp_avgs), range(len(params)))}
+        else:
+            tensor_lists: list[list[Tensor | None]] = [list(params), list(grads), list(exp_avgs)]
+            groups = torch._C._group_tensors_by_device_and_dtype(tensor_lists, True)
+        # Validate everything before the first group is updated: nothing is half-applied.
+        plans = []
+        rest: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
+        for (device, dtype), ((ps, gs, ms), indices) in groups.items():
+            if not (dtype.is_floating_point or dtype.is_complex):
+                raise ValueError(f"fused Lion: parameter {indices[0]} has dtype {dtype}; Lion needs floating params")
+            flat_p: list[Tensor] = []
+            flat_g: list[Tensor] = []
+            flat_m: list[Tensor] = []
+            numels: list[int] = []
+            for i, p_, g_, m_ in zip(indices, ps, gs, ms, strict=True):
+                assert p_ is not None and g_ is not None and m_ is not None
+                p, g, m = p_, g_, m_
+                shape = p.shape
+                if (
+                    g.shape != shape
+                    or m.shape != shape
+                    or g.dtype is not dtype
+                    or m.dtype is not dtype
+                    or g.device != device
+                    or m.device != device
+                ):
+                    raise _mismatch(i, p, g, m)
+                if type(p) not in _PLAIN or type(g) not in _PLAIN or type(m) not in _PLAIN:
+                    # Subclasses (e.g. DTensor) are not flattened into a kernel written for plain storage.
+                    rest[0].append(p_)
+                    rest[1].append(g_)
+                    rest[2].append(m_)
+                    continue
+                if dtype.is_complex:
+                    p, g, m = torch.view_as_real(p), torch.view_as_real(g), torch.view_as_real(m)
+                n = p.numel()
+                if n > 1 and p.is_contiguous() and g.is_contiguous() and m.is_contiguous():
+                    if p.dim() != 1:
+                        p, m = _flat_aliases(p_, m_, p, m, n)
+                        g = g.view(-1)
+                    flat_p.append(p)
+                    flat_g.append(g)
+                    flat_m.append(m)
+                    numels.append(n)
+                elif n > 1 and (views := _dense_flat_views(p, g, m)) is not None:
+                    flat_p.append(views[0])
+                    flat_g.append(views[1])
+                    flat_m.append(views[2])
+                    numels.append(n)
+                elif n > 0:
+                    rest[0].append(p_)
+                    rest[1].append(g_)
+                    rest[2].append(m_)
+            if flat_p:
+                plans.append((device, _real_dtype(dtype), flat_p, flat_g, flat_m, numels))
+        kernels = [_get_kernel(device, dtype, caution) for device, dtype, *_ in plans]
+        for kernel, (device, dtype, flat_p, flat_g, flat_m, numels) in zip(kernels, plans, strict=True):
+            kernel.call(flat_p, flat_g, flat_m, numels, _hyper_scalars(hyper, dtype, device))
+        if rest[0]:
+            _single_tensor_lion(*rest, **hyper)

@@ -1,0 +1,370 @@
+"""The fused Lion kernel against an independent float64 reference and against the single-tensor kernel.
+
+Compiling is the slow part, so the module shares its kernels: a 4-tensor chunk (the code paths of the default
+16-tensor chunk, compiled in a fraction of the time) and one kernel per (dtype, caution), compiled on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import Tensor
+
+from noether.core.optimizer import Lion, lion_fused
+from noether.core.optimizer.lion import _single_tensor_lion
+from noether.core.optimizer.lion_fused import FusedLionCompileError, _fused_lion
+
+CHUNK = 4
+BETAS = (0.9, 0.99)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _small_private_kernels() -> Iterator[None]:
+    saved = lion_fused._CHUNK, lion_fused._KERNELS
+    lion_fused._CHUNK, lion_fused._KERNELS = CHUNK, {}
+    yield
+    lion_fused._CHUNK, lion_fused._KERNELS = saved
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# independent reference: the paper's formula, element by element, in float64
+
+
+def _sign(x: float) -> float:
+    return float(x > 0) - float(x < 0)
+
+
+def reference_step(
+    p: Tensor, g: Tensor, m: Tensor, *, lr: float, weight_decay: float, caution: bool, maximize: bool
+) -> tuple[Tensor, Tensor]:
+    """One Lion step of one real tensor; returns the new (param, exp_avg) in float64."""
+    beta1, beta2 = BETAS
+    ps, gs, ms = (t.detach().double().flatten().tolist() for t in (p, g, m))
+    if maximize:
+        gs = [-x for x in gs]
+    us = [_sign(beta1 * mi + (1 - beta1) * gi) for mi, gi in zip(ms, gs, strict=True)]
+    if caution and us:
+        mask = [1.0 if ui * gi > 0 else 0.0 for ui, gi in zip(us, gs, strict=True)]
+        mean = sum(mask) / len(mask)
+        us = [ui * ci / max(mean, 1e-3) for ui, ci in zip(us, mask, strict=True)]
+    new_p = [pi * (1 - lr * weight_decay) - lr * ui for pi, ui in zip(ps, us, strict=True)]
+    new_m = [beta2 * mi + (1 - beta2) * gi for mi, gi in zip(ms, gs, strict=True)]
+    as_tensor = lambda xs: torch.tensor(xs, dtype=torch.float64).reshape(p.shape)  # noqa: E731
+    return as_tensor(new_p), as_tensor(new_m)
+
+
+def _real(t: Tensor) -> Tensor:
+    return torch.view_as_real(t) if t.is_complex() else t
+
+
+def assert_close_to_reference(
+    before: tuple[Tensor, Tensor, Tensor],
+    after: tuple[Tensor, Tensor],
+    *,
+    lr: float,
+    weight_decay: float,
+    caution: bool,
+    maximize: bool,
+) -> None:
+    """Compare one fused step of one tensor with the reference, within the dtype's rounding.
+
+    The fused kernel rounds ``p * decay``, the step and the result (p), and the lerp result (m), each by at most half
+    an ulp of the param dtype; ``eps`` of that dtype times the magnitudes involved bounds the sum. Where the direction
+    ``beta1 * m + (1 - beta1) * g`` is within a few roundings (of the compute dtype) of zero, its sign is decided by
+    rounding, so ``p`` is not compared there (``m`` still is).
+    """
+    p0, g0, m0 = (_real(t) for t in before)
+    p1, m1 = (_real(t) for t in after)
+    want_p, want_m = reference_step(p0, g0, m0, lr=lr, weight_decay=weight_decay, caution=caution, maximize=maximize)
+    eps = torch.finfo(p1.dtype).eps
+    p0d, g0d, m0d = p0.double(), g0.double(), m0.double()
+    step_bound = lr / 1e-3 if caution else lr
+    tol_p = eps * (p0d.abs() + want_p.abs() + step_bound)
+    tol_m = eps * (want_m.abs() + m0d.abs() + g0d.abs())
+    g_eff = -g0d if maximize else g0d
+    compute_eps = torch.finfo(torch.float32 if p1.element_size() < 4 else p1.dtype).eps
+    tie = (BETAS[0] * m0d + (1 - BETAS[0]) * g_eff).abs() <= 4 * compute_eps * (m0d.abs() + g0d.abs())
+    assert ((p1.double() - want_p).abs() <= tol_p).logical_or(tie).all(), (p1, want_p)
+    assert ((m1.double() - want_m).abs() <= tol_m).all(), (m1, want_m)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# data
+
+
+SHAPES: list[tuple[int, ...]] = [(0,), (1,), (2,), (3,), (5,), (17,), (64,), (1000,), (13, 7), (3, 4, 5), (4097,), ()]
+
+
+def make_params(
+    dtype: torch.dtype, seed: int = 0, shapes: list[tuple[int, ...]] = SHAPES
+) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    """Params, grads and momenta of ragged shapes, with exact ties (m = g = 0) planted at the front."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def rand(shape: tuple[int, ...], scale: float) -> Tensor:
+        return (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
+
+    ps = [rand(s, 1.0) for s in shapes]
+    gs = [rand(s, 1.0) for s in shapes]
+    ms = [rand(s, 0.1) for s in shapes]
+    for g, m in zip(gs, ms, strict=True):
+        g.view(-1)[:2] = 0
+        m.view(-1)[:2] = 0
+    return ps, gs, ms
+
+
+def clone_all(*lists: list[Tensor]) -> list[list[Tensor]]:
+    return [[t.clone() for t in ts] for ts in lists]
+
+
+def run_and_compare(
+    ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], *, steps: int, lr: float, weight_decay: float, **flags: bool
+) -> None:
+    for step in range(steps):
+        before = clone_all(ps, gs, ms)
+        lr_arg: float | Tensor = torch.tensor([lr], dtype=torch.float64) if step % 2 else lr  # float and tensor lr
+        _fused_lion(ps, gs, ms, beta1=BETAS[0], beta2=BETAS[1], lr=lr_arg, weight_decay=weight_decay, **flags)
+        for i, (p, m) in enumerate(zip(ps, ms, strict=True)):
+            triple = (before[0][i], before[1][i], before[2][i])
+            assert_close_to_reference(triple, (p, m), lr=lr, weight_decay=weight_decay, **flags)
+        # the next step starts from new gradients
+        gen = torch.Generator().manual_seed(100 + step)
+        for g in gs:
+            g.copy_(torch.randn(g.shape, generator=gen, dtype=torch.float64).to(g.dtype))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# correctness against the reference (fp32 runs in CI; the other kernels are compiled in the slow tests)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_fp32_and_complex_match_the_float64_reference(maximize: bool) -> None:
+    ps, gs, ms = make_params(torch.float32)
+    cps, cgs, cms = make_params(torch.complex64, seed=1, shapes=[(6,), (3, 5), (1,)])
+    run_and_compare(ps + cps, gs + cgs, ms + cms, steps=3, lr=0.01, weight_decay=0.1, caution=False, maximize=maximize)
+
+
+def test_non_contiguous_layouts_match_the_reference() -> None:
+    gen = torch.Generator().manual_seed(3)
+    base = [torch.randn(8, 6, generator=gen) for _ in range(3)]
+    transposed = [t.t() for t in base]  # dense, permuted: flattened in storage order
+    channels_last = [torch.randn(2, 3, 4, 5, generator=gen).to(memory_format=torch.channels_last) for _ in range(3)]
+    sliced = [torch.randn(8, 6, generator=gen)[:, ::2] for _ in range(3)]  # not dense: single-tensor fallback
+    mixed = [torch.randn(5, 4, generator=gen), torch.randn(4, 5, generator=gen).t(), torch.randn(5, 4, generator=gen)]
+    ps, gs, ms = (list(x) for x in zip(transposed, channels_last, sliced, mixed, strict=True))
+    run_and_compare(ps, gs, ms, steps=2, lr=0.01, weight_decay=0.1, caution=False, maximize=False)
+
+
+def test_many_ragged_tensors_over_several_chunks() -> None:
+    gen = torch.Generator().manual_seed(4)
+    shapes = [(int(n),) for n in torch.randint(1, 300, (4 * CHUNK + 3,), generator=gen)]
+    ps, gs, ms = make_params(torch.float32, seed=5, shapes=shapes)
+    run_and_compare(ps, gs, ms, steps=2, lr=0.003, weight_decay=0.0, caution=False, maximize=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("maximize", [False, True])
+def test_caution_matches_the_float64_reference(maximize: bool) -> None:
+    ps, gs, ms = make_params(torch.float32, seed=6)
+    # where everything agrees the step is lr; where nothing does, the mean is floored at 1e-3 and nothing moves
+    sign = -1.0 if maximize else 1.0
+    for m_value in (5.0, -5.0):
+        ps.append(torch.ones(8))
+        gs.append(torch.full((8,), sign))
+        ms.append(torch.full((8,), m_value))
+    run_and_compare(ps, gs, ms, steps=2, lr=0.01, weight_decay=0.1, caution=True, maximize=maximize)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_other_dtypes_match_the_float64_reference(dtype: torch.dtype) -> None:
+    ps, gs, ms = make_params(dtype, seed=7)
+    run_and_compare(ps, gs, ms, steps=2, lr=0.01, weight_decay=0.1, caution=False, maximize=False)
+
+
+@pytest.mark.slow
+def test_caution_count_is_exact_past_2_pow_24_elements() -> None:
+    # A float32 sum of a 0/1 mask stops growing at 2**24; the kernel counts with integers, so the step uses the exact
+    # fraction of agreeing elements.
+    n, disagree = (1 << 24) + (1 << 22), 3 << 20
+    p = torch.zeros(n)
+    g = torch.ones(n)
+    m = torch.ones(n)
+    m[:disagree] = -100.0  # direction -1 there, against the gradient: masked out
+    lr = 0.5
+    _fused_lion([p], [g], [m], beta1=BETAS[0], beta2=BETAS[1], lr=lr, weight_decay=0.0, caution=True, maximize=False)
+    step = torch.tensor(lr / ((n - disagree) / n), dtype=torch.float64).float()
+    assert p[disagree:].eq(-step).all()
+    assert p[:disagree].eq(0).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# bit for bit against the single-tensor kernel (the numerics every Lion path reproduces; see the module docstring)
+
+
+def assert_same_as_single_tensor(
+    ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], *, steps: int, lr: float, weight_decay: float, **flags: bool
+) -> None:
+    ref = clone_all(ps, gs, ms)
+    for step in range(steps):
+        lr_arg: float | Tensor = torch.tensor([lr]) if step % 2 else lr
+        kwargs = {"beta1": BETAS[0], "beta2": BETAS[1], "lr": lr_arg, "weight_decay": weight_decay, **flags}
+        _fused_lion(ps, gs, ms, **kwargs)  # type: ignore[arg-type]
+        _single_tensor_lion(*ref, **kwargs)  # type: ignore[arg-type]
+        for got, want in zip([*ps, *ms], [*ref[0], *ref[2]], strict=True):
+            assert torch.equal(got, want), (got, want)
+        gen = torch.Generator().manual_seed(200 + step)
+        for g, g_ref in zip(gs, ref[1], strict=True):
+            g_ref.copy_(g.copy_(torch.randn(g.shape, generator=gen, dtype=torch.float64).to(g.dtype)))
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_fp32_and_complex_are_bit_identical_to_the_single_tensor_kernel(maximize: bool) -> None:
+    ps, gs, ms = make_params(torch.float32, seed=9)
+    cps, cgs, cms = make_params(torch.complex64, seed=10, shapes=[(6,), (3, 5), (1,)])
+    t = [torch.randn(7, 9).t() for _ in range(3)]  # dense, transposed
+    kwargs = {"steps": 3, "lr": 0.01, "weight_decay": 0.1, "caution": False, "maximize": maximize}
+    assert_same_as_single_tensor([*ps, *cps, t[0]], [*gs, *cgs, t[1]], [*ms, *cms, t[2]], **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("dtype", "caution"),
+    [
+        (torch.float32, True),
+        (torch.bfloat16, False),
+        (torch.bfloat16, True),
+        (torch.float16, False),
+        (torch.float64, False),
+        (torch.float64, True),
+    ],
+)
+def test_other_kernels_are_bit_identical_to_the_single_tensor_kernel(dtype: torch.dtype, caution: bool) -> None:
+    ps, gs, ms = make_params(dtype, seed=11)
+    assert_same_as_single_tensor(ps, gs, ms, steps=3, lr=0.01, weight_decay=0.1, caution=caution, maximize=caution)
+
+
+def test_lion_fused_true_matches_foreach_false_over_7_steps() -> None:
+    gen = torch.Generator().manual_seed(12)
+    shapes = [(33, 5), (17,), (1,), (64, 3), (0, 4)]
+    fused_params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    plain_params = [torch.nn.Parameter(p.detach().clone()) for p in fused_params]
+    fused = Lion(fused_params, lr=0.01, weight_decay=0.1, fused=True)
+    plain = Lion(plain_params, lr=0.01, weight_decay=0.1, foreach=False)
+    for step in range(7):
+        for a, b in zip(fused_params, plain_params, strict=True):
+            grad = torch.randn(a.shape, generator=gen)
+            a.grad, b.grad = grad.clone(), grad.clone()
+        fused_params[0].grad = plain_params[0].grad = None if step == 3 else fused_params[0].grad
+        fused.step()
+        plain.step()
+    for a, b in zip(fused_params, plain_params, strict=True):
+        assert torch.equal(a, b)
+        assert torch.equal(fused.state[a]["exp_avg"], plain.state[b]["exp_avg"])
+
+
+@pytest.mark.slow
+def test_compiled_step_with_a_changing_tensor_lr_does_not_recompile() -> None:
+    gen = torch.Generator().manual_seed(13)
+    params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in [(8, 4), (5,)]]
+    reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
+    lr = torch.tensor([0.01])
+    opt = Lion(params, lr=lr, weight_decay=0.1, fused=True)
+    ref = Lion(reference, lr=0.01, weight_decay=0.1, foreach=False)
+    step = torch.compile(opt.step, backend="eager", fullgraph=False)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for value in (0.01, 0.003, 0.02):
+            lr.fill_(value)
+            ref.param_groups[0]["lr"] = torch.tensor([value])
+            for a, b in zip(params, reference, strict=True):
+                a.grad = torch.randn(a.shape, generator=gen)
+                b.grad = a.grad.clone()
+            step()
+            ref.step()
+    for a, b in zip(params, reference, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_replaced_param_or_state_is_followed_and_freed_params_leave_no_alias() -> None:
+    # The kernel keeps 1-D aliases of params and momenta across steps; they must follow `p.data = ...` and go with
+    # the tensor they alias.
+    p, m = torch.nn.Parameter(torch.ones(4, 3)), torch.zeros(4, 3)
+    kwargs = {"beta1": 0.9, "beta2": 0.99, "lr": 0.5, "weight_decay": 0.0, "caution": False, "maximize": False}
+    _fused_lion([p], [torch.ones(4, 3)], [m], **kwargs)  # type: ignore[arg-type]
+    assert torch.equal(p.detach(), torch.full((4, 3), 0.5))
+    old = p.data
+    p.data = torch.full((4, 3), 2.0)
+    _fused_lion([p], [torch.ones(4, 3)], [m], **kwargs)  # type: ignore[arg-type]
+    assert torch.equal(p.detach(), torch.full((4, 3), 1.5))
+    assert torch.equal(old, torch.full((4, 3), 0.5))
+    m = m.clone()  # a new momentum tensor (as after loading a state dict)
+    _fused_lion([p], [torch.ones(4, 3)], [m], **kwargs)  # type: ignore[arg-type]
+    assert torch.equal(p.detach(), torch.full((4, 3), 1.0))
+    torch.testing.assert_close(m, torch.full((4, 3), 1 - 0.99**3))
+    key = id(p)
+    assert key in lion_fused._ALIASES
+    del p, m, old
+    assert key not in lion_fused._ALIASES
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# compile behaviour
+
+
+def test_changing_lr_and_weight_decay_never_recompiles() -> None:
+    from torch._dynamo.utils import counters
+
+    ps, gs, ms = make_params(torch.float32, seed=8)
+    _fused_lion(ps, gs, ms, beta1=0.9, beta2=0.99, lr=0.01, weight_decay=0.0, caution=False, maximize=False)
+    kernel = lion_fused._KERNELS[(torch.device("cpu"), torch.float32, False)]
+    compiles, graphs = kernel.backend.calls, counters["stats"]["unique_graphs"]
+    for i, lr in enumerate([torch.tensor([0.02]), torch.tensor(0.5), 0.125, torch.tensor([1e-4], dtype=torch.float64)]):
+        before = clone_all(ps, gs, ms)
+        _fused_lion(ps, gs, ms, beta1=0.9, beta2=0.99, lr=lr, weight_decay=0.1 * i, caution=False, maximize=i % 2 == 1)
+        lr_value = float(lr)
+        for j in range(len(ps)):
+            triple = (before[0][j], before[1][j], before[2][j])
+            assert_close_to_reference(
+                triple, (ps[j], ms[j]), lr=lr_value, weight_decay=0.1 * i, caution=False, maximize=i % 2 == 1
+            )
+    assert kernel.backend.calls == compiles == 1
+    assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_a_machine_that_cannot_compile_gets_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lion_fused, "_KERNELS", {})
+    p, g, m = torch.ones(4), torch.ones(4), torch.zeros(4)
+    with torch.compiler.set_stance("force_eager"), pytest.raises(FusedLionCompileError, match="fused=False"):
+        _fused_lion([p], [g], [m], beta1=0.9, beta2=0.99, lr=0.1, weight_decay=0.0, caution=False, maximize=False)
+    assert lion_fused._KERNELS == {}  # nothing half-built is kept
+    assert torch.equal(p, torch.ones(4)) and torch.equal(m, torch.zeros(4))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# input checks
+
+
+def test_bad_inputs_raise_before_anything_changes() -> None:
+    ps = [torch.ones(3), torch.ones(2)]
+    ms = [torch.zeros(3), torch.zeros(2)]
+    kwargs = {"beta1": 0.9, "beta2": 0.99, "lr": 0.1, "weight_decay": 0.0, "caution": False, "maximize": False}
+    with pytest.raises(ValueError, match="exp_avgs"):
+        _fused_lion(ps, [torch.ones(3)], ms, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"parameter 1 .*\(2,\).*grad .*\(3,\)"):
+        _fused_lion(ps, [torch.ones(3), torch.ones(3)], ms, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"parameter 1 .*float32.*grad is torch.float64"):
+        _fused_lion(ps, [torch.ones(3), torch.ones(2, dtype=torch.float64)], ms, **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"parameter 0 has dtype torch\.int64"):
+        _fused_lion([torch.ones(2, dtype=torch.long)], [torch.ones(2)], [torch.zeros(2)], **kwargs)  # type: ignore[arg-type]
+    assert all(torch.equal(p, torch.ones_like(p)) for p in ps)
+    assert all(torch.equal(m, torch.zeros_like(m)) for m in ms)
+
+
+def test_empty_and_zero_size_lists_are_no_ops() -> None:
+    kwargs = {"beta1": 0.9, "beta2": 0.99, "lr": 0.1, "weight_decay": 0.5, "caution": True, "maximize": False}
+    _fused_lion([], [], [], **kwargs)  # type: ignore[arg-type]
+    p = torch.empty(0, 3)
+    _fused_lion([p], [torch.empty(0, 3)], [torch.empty(0, 3)], **kwargs)  # type: ignore[arg-type]
+    assert p.shape == (0, 3)
