@@ -1,6 +1,6 @@
 """Train a small MLP regressor with Lion on a synthetic task (a few seconds on a CPU, deterministic).
 
-Run: ``make demo`` (or ``PYTHONPATH=src python examples/train_lion.py``).
+Run: ``python examples/train_lion.py`` (in a checkout, without installing: ``PYTHONPATH=src`` in front).
 """
 
 import torch
