@@ -83,6 +83,15 @@ def test_missing_file_and_bad_yaml_exit_3(tmp_path: Path, capsys: pytest.Capture
     assert "not valid YAML" in capsys.readouterr().err
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import noether
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"noether-optim {noether.__version__}"
+
+
 def test_bad_usage_exits_2() -> None:
     with pytest.raises(SystemExit) as info:
         cli.main(["schedule"])

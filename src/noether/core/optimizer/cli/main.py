@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import noether
 from noether.core.optimizer.cli.config_io import ConfigError, format_validation_error, load_yaml
 
 __all__ = ["EXIT_BAD_CONFIG", "EXIT_BAD_MODEL", "EXIT_FAILURE", "main"]
@@ -38,6 +39,7 @@ def _build_parser() -> argparse.ArgumentParser:
             "Run 'noether-optim COMMAND --help' for the options of a command."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {noether.__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
