@@ -11,7 +11,7 @@ import torch
 
 from noether.core.optimizer.checkpoint import LoadReport, remap_state_by_name
 from noether.core.optimizer.grad_scaler_sync import ScalerRounds
-from noether.core.optimizer.gradients import clip_grads_by_value_, scale_grads_, total_grad_norm
+from noether.core.optimizer.gradients import clip_grads_by_value_, group_grads, scale_grads_, total_grad_norm
 from noether.core.optimizer.param_group_modifiers.base import ParamGroupModifierBase
 from noether.core.optimizer.param_groups import build_param_groups
 from noether.core.schemas.optimizers import OptimizerConfig
@@ -250,16 +250,17 @@ class OptimizerWrapper:
             return
         if shared and not _already_unscaled(scaler, self.torch_optim):
             scaler.unscale_(self.torch_optim)
-        norm = total_grad_norm(grads)
+        groups = group_grads(grads)  # once: the norm and both clippings reuse it
+        norm = total_grad_norm(groups)
         self.last_grad_norm = norm.item()
         if math.isfinite(self.last_grad_norm):
             config = self.config
             if config.clip_grad_value is not None:
-                clip_grads_by_value_(grads, config.clip_grad_value)
+                clip_grads_by_value_(groups, config.clip_grad_value)
                 if config.clip_grad_norm is not None:
-                    norm = total_grad_norm(grads)
+                    norm = total_grad_norm(groups)
             if config.clip_grad_norm is not None:
-                scale_grads_(grads, config.clip_grad_norm, norm)
+                scale_grads_(groups, config.clip_grad_norm, norm)
             scaler.step(self.torch_optim)
         else:
             self.num_skipped_steps += 1
