@@ -510,6 +510,36 @@ def lion(
         _check_betas((beta1, beta2))
         _check_weight_decay(weight_decay)
     _check_sparse(grads)
+    _dispatch(
+        params,
+        grads,
+        exp_avgs,
+        maximize=maximize,
+        foreach=foreach,
+        fused=fused,
+        beta1=beta1,
+        beta2=beta2,
+        lr=lr,
+        weight_decay=weight_decay,
+        caution=caution,
+    )
+
+
+def _dispatch(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    maximize: bool,
+    foreach: bool | None,
+    fused: bool | None,
+    beta1: float,
+    beta2: float,
+    lr: LrT,
+    weight_decay: float,
+    caution: bool,
+) -> None:
+    """Run the kernel ``fused`` / ``foreach`` select, on inputs the caller has already validated."""
     if fused:
         from noether.core.optimizer.lion_fused import _fused_lion  # type: ignore[import-not-found,unused-ignore]
 
@@ -693,7 +723,8 @@ class Lion(Optimizer):
             exp_avgs: list[Tensor] = []
             self._init_group(group, params, grads, exp_avgs)
             beta1, beta2 = group["betas"]
-            lion(
+            # Validated above for every group at once; the functional lion() would check it all again.
+            _dispatch(
                 params,
                 grads,
                 exp_avgs,
