@@ -6,7 +6,12 @@ Compiling is the slow part, so the module shares its kernels: a 4-tensor chunk (
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -287,9 +292,8 @@ def test_compiled_step_with_a_changing_tensor_lr_does_not_recompile() -> None:
         assert torch.equal(a, b)
 
 
-def test_replaced_param_or_state_is_followed_and_freed_params_leave_no_alias() -> None:
-    # The kernel keeps 1-D aliases of params and momenta across steps; they must follow `p.data = ...` and go with
-    # the tensor they alias.
+def test_replaced_param_or_state_is_followed() -> None:
+    # Nothing about a tensor is kept between steps: `p.data = ...` and a new momentum are used as they are.
     p, m = torch.nn.Parameter(torch.ones(4, 3)), torch.zeros(4, 3)
     kwargs = {"beta1": 0.9, "beta2": 0.99, "lr": 0.5, "weight_decay": 0.0, "caution": False, "maximize": False}
     _fused_lion([p], [torch.ones(4, 3)], [m], **kwargs)  # type: ignore[arg-type]
@@ -303,10 +307,25 @@ def test_replaced_param_or_state_is_followed_and_freed_params_leave_no_alias() -
     _fused_lion([p], [torch.ones(4, 3)], [m], **kwargs)  # type: ignore[arg-type]
     assert torch.equal(p.detach(), torch.full((4, 3), 1.0))
     torch.testing.assert_close(m, torch.full((4, 3), 1 - 0.99**3))
-    key = id(p)
-    assert key in lion_fused._ALIASES
-    del p, m, old
-    assert key not in lion_fused._ALIASES
+
+
+def test_n_dimensional_tensors_go_to_the_kernel_as_they_are_or_as_flat_views(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The self-check found that the compiled code reads only data pointers and the sizes given beside them; where it
+    # does not (kernel.accepts_nd False), call() passes flat views. Both give the single-tensor kernel's bits.
+    shapes = [(13, 7), (3, 4, 5), (2, 1, 3, 2), (40,), (6, 6)]
+    ps, gs, ms = make_params(torch.float32, seed=9, shapes=shapes)
+    kwargs = {"beta1": 0.9, "beta2": 0.99, "lr": 0.01, "weight_decay": 0.1, "caution": False, "maximize": False}
+    _fused_lion(ps[:1], gs[:1], ms[:1], **kwargs)  # type: ignore[arg-type]
+    kernel = lion_fused._KERNELS[(torch.device("cpu"), torch.float32, False)]
+    assert kernel.accepts_nd  # inductor's CPU kernels take data pointers
+    want_ps, want_gs, want_ms = clone_all(ps, gs, ms)
+    _single_tensor_lion(want_ps, want_gs, want_ms, **kwargs)  # type: ignore[arg-type]
+    for accepts_nd in (True, False):
+        got_ps, got_gs, got_ms = clone_all(ps, gs, ms)
+        monkeypatch.setattr(kernel, "accepts_nd", accepts_nd)
+        _fused_lion(got_ps, got_gs, got_ms, **kwargs)  # type: ignore[arg-type]
+        assert all(torch.equal(a, b) for a, b in zip(got_ps + got_ms, want_ps + want_ms, strict=True))
+        assert all(a.shape == s for a, s in zip(got_ps, shapes, strict=True))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -331,6 +350,42 @@ def test_changing_lr_and_weight_decay_never_recompiles() -> None:
             )
     assert kernel.backend.calls == compiles == 1
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+_COMPILE_IN_CHILD = """
+import json, re, sys, torch
+from noether.core.optimizer import lion_fused
+torch.set_num_threads(2)
+lion_fused._CHUNK = 4
+if sys.argv[1] == "small-hints-untagged":  # what another version of the module could have left in the cache
+    lion_fused._HINT_SIZES = tuple(3 + i for i in range(64))
+    lion_fused._CACHE_TAG = ""
+kernel = lion_fused._get_kernel(torch.device("cpu"), torch.float32, False)
+source = kernel.backend.compiled.source_code
+print(json.dumps([source.count("omp parallel"), sorted(set(re.findall(r"x0\\+=static_cast<int64_t>\\((\\d+)L\\)", source)))]))
+"""
+
+
+def _loop_plan_in_child(kind: str, cache_dir: Path) -> list[object]:
+    """Compile the 4-tensor fp32 kernel in a fresh process; its loop plan: OpenMP regions and vector steps."""
+    src = Path(lion_fused.__file__).resolve().parents[3]
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(src)}
+    out = subprocess.run(
+        [sys.executable, "-c", _COMPILE_IN_CHILD, kind], env=env, capture_output=True, text=True, timeout=300, check=True
+    )
+    plan: list[object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return plan
+
+
+@pytest.mark.slow
+def test_a_kernel_cached_under_other_size_hints_is_not_reused(tmp_path: Path) -> None:
+    # torch's FX graph cache keys a dynamic-shape graph without its size hints, and inductor plans threads and
+    # vector tiling from them: without the module's cache tag, the same graph traced on small sizes (by another
+    # version of this module) came back from the cache single-threaded, 2.5x slower.
+    fresh = _loop_plan_in_child("default", tmp_path / "fresh")
+    stale = _loop_plan_in_child("small-hints-untagged", tmp_path / "shared")
+    assert stale != fresh, "precondition: small size hints give another loop plan"
+    assert _loop_plan_in_child("default", tmp_path / "shared") == fresh
 
 
 def test_a_machine_that_cannot_compile_gets_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,13 @@ Design (why it looks like this):
 - After the one compile, chunks call the compiled graph directly, without dynamo's guards: a guard
   evaluation per call and a view per tensor cost more than the kernel on a model with hundreds of small
   tensors. The arguments are laid out in the order the graph was traced with, which is checked on tiny
-  exact data right after compiling (a wrong layout raises instead of computing garbage).
+  exact data right after compiling (a wrong layout raises instead of computing garbage). The compiled code
+  reads data pointers and the sizes passed beside them, so contiguous n-D tensors are passed as they are
+  (checked the same way; flat views otherwise). As the kernel trusts its inputs, every triple's dtype,
+  device, shape and layout is checked first, in the common case list by list with C-level ``map``.
+- The kernel is traced with large size hints (inductor plans OpenMP threads and vector tiling from them)
+  and compiled under a cache-key tag naming them, as torch's FX graph cache does not key a dynamic-shape
+  graph by its hints and could otherwise return this graph compiled for small sizes (2.5x slower).
 - Every scalar (lr, the decay factor, both lerp weights) enters the graph as a 0-d tensor, so a changing
   (tensor or float) lr or a scheduled weight decay never recompiles.
 - Low-precision params (bf16/fp16) are computed in float32 and rounded after every step the eager
@@ -41,7 +47,6 @@ from __future__ import annotations
 import operator
 import threading
 import types
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +66,19 @@ _CHUNK = 16
 # ATen's vectorised CPU kernels (lerp, add with alpha) do.
 _CAUTION_MIN_MEAN = 1e-3
 """Floor of the caution mask's mean (as in ``lion._caution_steps``)."""
+
+_HINT_SIZES = tuple((1 << 16) + 3 * i for i in range(64))
+"""Size hints the kernel is traced with (slot ``i`` gets ``_HINT_SIZES[i]``).
+
+Distinct sizes >= 2 give every slot a size symbol of its own (no 0/1 specialisation, no "these two sizes are equal"
+guards) and let the size arguments be told apart. They are large because inductor plans its loops (OpenMP threads,
+vector tiling) from the hints: a kernel traced on small sizes runs single-threaded.
+"""
+
+_CACHE_TAG = f"noether.fused_lion:hints={_HINT_SIZES[0]}+{_HINT_SIZES[1] - _HINT_SIZES[0]}i"
+"""Added to torch's compile cache key. The FX graph cache keys a dynamic-shape graph without its size hints, so
+without a tag it can hand back this graph compiled under other hints (by another version of this module): exact, but
+measured 2.5x slower."""
 
 _INDUCTOR_OPTIONS: dict[str, Any] = {
     "emulate_precision_casts": True,
@@ -198,19 +216,19 @@ class _ChunkKernel:
         self.pads = [[torch.zeros(2, dtype=dtype, device=device) for _ in range(self.chunk)] for _ in range(3)]
         self.pad_sizes = [2] * self.chunk
         self._getter: Callable[[list[Any]], tuple[Any, ...]] = operator.itemgetter(0)
+        self.accepts_nd = False
         self._compile()
         self._self_check()
 
     def _compile(self) -> None:
-        k = self.chunk
-        # Distinct sizes >= 2 so that every slot gets a size symbol of its own (no 0/1 specialisation, no
-        # "these two sizes are equal" guards) and the size arguments can be told apart below.
-        sizes = [(1 << 16) + 3 * i for i in range(k)]
+        sizes = list(_HINT_SIZES[: self.chunk])
         triples = [[torch.zeros(n, dtype=self.dtype, device=self.device) for n in sizes] for _ in range(3)]
         scalars = self._scalars((1.0,) * _N_SCALARS)
         compiled = torch.compile(self.eager, backend=self.backend, dynamic=True, fullgraph=True)
+        previous_tag = torch.compiler.config.cache_key_tag
+        tag = f"{previous_tag}|{_CACHE_TAG}" if previous_tag else _CACHE_TAG
         try:
-            with torch.no_grad():
+            with torch.no_grad(), torch.compiler.config.patch(cache_key_tag=tag):  # type: ignore[attr-defined]
                 compiled(*triples, *scalars)
         except Exception as exc:
             raise FusedLionCompileError(
@@ -244,39 +262,58 @@ class _ChunkKernel:
         return [torch.tensor(v, dtype=d, device=self.device) for v, d in zip(values, dtypes, strict=True)]
 
     def _self_check(self) -> None:
-        """Run the compiled graph once on small exact data and compare with eager execution of the same code.
+        """Run the compiled graph on small exact data and compare with eager execution of the same code.
 
-        All values are small dyadic numbers and every weight is a power of two, so every operation is
-        exact and the two must agree bit for bit whatever the compiler contracts; a wrong argument layout
-        cannot pass.
+        All values are small dyadic numbers and every weight is a power of two, so every operation is exact and the
+        two must agree bit for bit whatever the compiler contracts; a wrong argument layout cannot pass. A first run
+        on 1-D tensors must pass. A second run passes the tensors in their own (contiguous, n-D) shapes: the compiled
+        code reads only their data pointers and the sizes given beside them, and where that holds, ``call`` skips a
+        flat view per tensor (a microsecond each, a tenth of a small model's step).
         """
-        sizes = [3 + i for i in range(self.chunk - 1)]  # one short: the padding is checked too
+        if not self._check_once(nd=False):
+            raise FusedLionCompileError(
+                f"fused Lion: the compiled kernel failed its self-check for {self.dtype} on {self.device} "
+                f"(torch {torch.__version__}); use fused=False"
+            )
+        self.accepts_nd = True
+        try:
+            self.accepts_nd = self._check_once(nd=True)
+        except Exception:  # a compiled graph that looks at shapes may raise on them: then it gets flat views
+            self.accepts_nd = False
+
+    def _check_once(self, *, nd: bool) -> bool:
+        shapes: list[tuple[int, ...]] = [(3 + i,) for i in range(self.chunk - 1)]  # one short: padding is checked too
+        if nd:
+            shapes = [((2, 3), (3, 1, 2), (1, 4), (2, 2, 2))[i % 4] if i % 2 else s for i, s in enumerate(shapes)]
         gen = torch.Generator().manual_seed(0)
 
-        def exact(n: int, scale: float) -> Tensor:
-            return (torch.randint(-8, 9, (n,), generator=gen).to(self.dtype) * scale).to(self.device)
+        def exact(shape: tuple[int, ...], scale: float) -> Tensor:
+            return (torch.randint(-8, 9, shape, generator=gen).to(self.dtype) * scale).to(self.device)
 
-        ps = [exact(n, 0.5) for n in sizes]
-        gs = [exact(n, 0.25) for n in sizes]
-        ms = [exact(n, 0.125) for n in sizes]
+        ps = [exact(s, 0.5) for s in shapes]
+        gs = [exact(s, 0.25) for s in shapes]
+        ms = [exact(s, 0.125) for s in shapes]
         scalars = self._scalars((0.5, 0.5, 0.5, 0.5, 0.25, -1.0))  # lr64, step, decay, w1, w2, grad_sign
-        expected = [[t.clone() for t in ts] for ts in (ps, gs, ms)]
+        expected = [[t.clone().view(-1) for t in ts] for ts in (ps, gs, ms)]
         with torch.no_grad():
             self.eager(*expected, *scalars)
-            self.call(ps, gs, ms, sizes, scalars)
-        for got, want in zip([*ps, *ms], [*expected[0], *expected[2]], strict=True):
-            if not torch.equal(got, want):
-                raise FusedLionCompileError(
-                    f"fused Lion: the compiled kernel failed its self-check for {self.dtype} on {self.device} "
-                    f"(torch {torch.__version__}); use fused=False"
-                )
+            self.call(ps, gs, ms, [p.numel() for p in ps], scalars)
+        return all(
+            torch.equal(got.view(-1), want) for got, want in zip([*ps, *ms], [*expected[0], *expected[2]], strict=True)
+        )
 
     def call(
         self, ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], numels: list[int], scalars: list[Tensor]
     ) -> None:
-        """Update flat contiguous 1-D triples of ``numels`` (>= 1) elements in place, one chunk per call."""
+        """Update triples of ``numels`` (>= 2) elements in place, one chunk per compiled call.
+
+        Each triple's elements must fill ``numels[i]`` consecutive storage slots in one order for all three tensors
+        (contiguous, or dense with one shared permuted layout).
+        """
         compiled = self.backend.compiled
         assert compiled is not None
+        if not self.accepts_nd:
+            ps, gs, ms = ([_flat(t, n) for t, n in zip(ts, numels, strict=True)] for ts in (ps, gs, ms))
         getter = self._getter
         k = self.chunk
         for start in range(0, len(ps), k):
@@ -300,6 +337,11 @@ class _ChunkKernel:
             compiled(*getter(src))
 
 
+def _flat(t: Tensor, n: int) -> Tensor:
+    """The 1-D view of ``t``'s ``n`` consecutive storage slots (``t`` contiguous or dense in a permuted layout)."""
+    return t if t.dim() == 1 else t.as_strided((n,), (1,), t.storage_offset())
+
+
 _PLAIN = (Tensor, torch.nn.Parameter)
 
 _KERNELS: dict[tuple[torch.device, torch.dtype, bool], _ChunkKernel] = {}
@@ -317,40 +359,6 @@ def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _Chu
                 kernel = _ChunkKernel(device, dtype, caution)
                 _KERNELS[key] = kernel
     return kernel
-
-
-# id(param) -> (weak references to the param and its momentum, their data_ptrs, numel, their 1-D aliases)
-_ALIASES: dict[int, tuple[weakref.ref[Tensor], weakref.ref[Tensor], int, int, int, Tensor, Tensor]] = {}
-
-
-def _alias(t: Tensor, n: int) -> Tensor:
-    return torch.empty(0, dtype=t.dtype, device=t.device).set_(t.untyped_storage(), t.storage_offset(), (n,), (1,))
-
-
-def _flat_aliases(param: Tensor, exp_avg: Tensor, p: Tensor, m: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """1-D tensors over the ``n`` elements of contiguous ``p`` and ``m`` (``param``, ``exp_avg`` or their real views).
-
-    A view costs about a microsecond per tensor and step, as much as the kernel spends on a small tensor; params and
-    momenta live for the whole run, so their flat aliases are kept, keyed by ``param``. An alias is not a view (it
-    holds the storage, not the tensor), so the entry goes when either tensor is freed, and it is rebuilt when either
-    now points elsewhere (``p.data = ...``, a loaded state).
-    """
-    key = id(param)
-    entry = _ALIASES.get(key)
-    p_ptr, m_ptr = p.data_ptr(), m.data_ptr()
-    if (
-        entry is not None
-        and entry[0]() is param
-        and entry[1]() is exp_avg
-        and entry[2] == p_ptr
-        and entry[3] == m_ptr
-        and entry[4] == n
-    ):
-        return entry[5], entry[6]
-    drop = lambda _, key=key: _ALIASES.pop(key, None)  # noqa: E731
-    entry = (weakref.ref(param, drop), weakref.ref(exp_avg, drop), p_ptr, m_ptr, n, _alias(p, n), _alias(m, n))
-    _ALIASES[key] = entry
-    return entry[5], entry[6]
 
 
 def _real_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -371,19 +379,14 @@ def _is_non_overlapping_and_dense(t: Tensor) -> bool:
     return True
 
 
-def _dense_flat_views(p: Tensor, g: Tensor, m: Tensor) -> tuple[Tensor, Tensor, Tensor] | None:
-    """1-D views of a non-contiguous triple that index one element at one position, or None without a copy."""
+def _same_dense_layout(p: Tensor, g: Tensor, m: Tensor) -> bool:
+    """Whether the three tensors fill ``numel`` consecutive storage slots each, in one shared order.
+
+    Dense with one permuted layout (e.g. channels_last): element ``i`` of each sits at the same position of its
+    storage range ``[offset, offset + numel)``, so the kernel may treat the three ranges as flat arrays.
+    """
     stride = p.stride()
-    if g.stride() != stride or m.stride() != stride or not _is_non_overlapping_and_dense(p):
-        return None
-    # Dense with one permuted layout (e.g. channels_last): the elements fill [offset, offset + numel) of
-    # each storage in the same order, so the storage order is a valid flat view.
-    n = p.numel()
-    return (
-        p.as_strided((n,), (1,), p.storage_offset()),
-        g.as_strided((n,), (1,), g.storage_offset()),
-        m.as_strided((n,), (1,), m.storage_offset()),
-    )
+    return g.stride() == stride and m.stride() == stride and _is_non_overlapping_and_dense(p)
 
 
 def _mismatch(i: int, p: Tensor, g: Tensor, m: Tensor) -> ValueError:
@@ -392,6 +395,42 @@ def _mismatch(i: int, p: Tensor, g: Tensor, m: Tensor) -> ValueError:
         f"{tuple(g.shape)} on {g.device} and its exp_avg {m.dtype} {tuple(m.shape)} on {m.device}; "
         "all three must have the param's shape, dtype and device"
     )
+
+
+def _uniform_contiguous(
+    params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
+) -> tuple[torch.device, torch.dtype] | None:
+    """``(device, dtype)`` if all tensors are plain, contiguous, of one real dtype and device, with matching shapes.
+
+    The common case, checked list by list with C-level ``map`` rather than tensor by tensor in Python (a few
+    microseconds per 100 tensors). None means "take the general path", which also names any bad triple.
+    """
+    p0 = params[0]
+    dtype, device = p0.dtype, p0.device
+    if not dtype.is_floating_point:
+        return None
+    lists = (params, grads, exp_avgs)
+    for ts in lists:
+        if not _PLAIN_SET.issuperset(map(type, ts)) or not all(map(Tensor.is_contiguous, ts)):
+            return None
+        if any(d is not dtype for d in set(map(_DTYPE, ts))):
+            return None
+    if device.type == "cpu":
+        if not all(all(map(_IS_CPU, ts)) for ts in lists):
+            return None
+    elif any(set(map(_DEVICE, ts)) != {device} for ts in lists):
+        return None
+    shapes = list(map(_SHAPE, params))
+    if shapes != list(map(_SHAPE, grads)) or shapes != list(map(_SHAPE, exp_avgs)):
+        return None
+    return device, dtype
+
+
+_PLAIN_SET = frozenset(_PLAIN)
+_DTYPE = operator.attrgetter("dtype")
+_DEVICE = operator.attrgetter("device")
+_IS_CPU = operator.attrgetter("is_cpu")
+_SHAPE = operator.attrgetter("shape")
 
 
 def _fused_lion(
@@ -443,65 +482,91 @@ def _fused_lion(
             # Traced into the caller's compiled graph, whose compiler fuses it: the reference kernel as it is.
             _single_tensor_lion(params, grads, exp_avgs, **hyper)
             return
-        device0, dtype0 = params[0].device, params[0].dtype
-        if all(p.dtype is dtype0 for p in params) and all(p.device == device0 for p in params):
-            groups: Any = {(device0, dtype0): ((params, grads, exp_avgs), range(len(params)))}
-        else:
-            tensor_lists: list[list[Tensor | None]] = [list(params), list(grads), list(exp_avgs)]
-            groups = torch._C._group_tensors_by_device_and_dtype(tensor_lists, True)
-        # Validate everything before the first group is updated: nothing is half-applied.
-        plans = []
-        rest: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
-        for (device, dtype), ((ps, gs, ms), indices) in groups.items():
-            if not (dtype.is_floating_point or dtype.is_complex):
-                raise ValueError(f"fused Lion: parameter {indices[0]} has dtype {dtype}; Lion needs floating params")
-            flat_p: list[Tensor] = []
-            flat_g: list[Tensor] = []
-            flat_m: list[Tensor] = []
-            numels: list[int] = []
-            for i, p_, g_, m_ in zip(indices, ps, gs, ms, strict=True):
-                assert p_ is not None and g_ is not None and m_ is not None
-                p, g, m = p_, g_, m_
-                shape = p.shape
-                if (
-                    g.shape != shape
-                    or m.shape != shape
-                    or g.dtype is not dtype
-                    or m.dtype is not dtype
-                    or g.device != device
-                    or m.device != device
-                ):
-                    raise _mismatch(i, p, g, m)
-                if type(p) not in _PLAIN or type(g) not in _PLAIN or type(m) not in _PLAIN:
-                    # Subclasses (e.g. DTensor) are not flattened into a kernel written for plain storage.
-                    rest[0].append(p_)
-                    rest[1].append(g_)
-                    rest[2].append(m_)
-                    continue
-                if dtype.is_complex:
-                    p, g, m = torch.view_as_real(p), torch.view_as_real(g), torch.view_as_real(m)
-                n = p.numel()
-                if n > 1 and p.is_contiguous() and g.is_contiguous() and m.is_contiguous():
-                    if p.dim() != 1:
-                        p, m = _flat_aliases(p_, m_, p, m, n)
-                        g = g.view(-1)
-                    flat_p.append(p)
-                    flat_g.append(g)
-                    flat_m.append(m)
-                    numels.append(n)
-                elif n > 1 and (views := _dense_flat_views(p, g, m)) is not None:
-                    flat_p.append(views[0])
-                    flat_g.append(views[1])
-                    flat_m.append(views[2])
-                    numels.append(n)
-                elif n > 0:
-                    rest[0].append(p_)
-                    rest[1].append(g_)
-                    rest[2].append(m_)
-            if flat_p:
-                plans.append((device, _real_dtype(dtype), flat_p, flat_g, flat_m, numels))
-        kernels = [_get_kernel(device, dtype, caution) for device, dtype, *_ in plans]
-        for kernel, (device, dtype, flat_p, flat_g, flat_m, numels) in zip(kernels, plans, strict=True):
-            kernel.call(flat_p, flat_g, flat_m, numels, _hyper_scalars(hyper, dtype, device))
-        if rest[0]:
-            _single_tensor_lion(*rest, **hyper)
+        uniform = _uniform_contiguous(params, grads, exp_avgs)
+        if uniform is None:
+            _general_fused_lion(params, grads, exp_avgs, hyper)
+            return
+        device, dtype = uniform
+        numels = list(map(Tensor.numel, params))
+        kernel = _get_kernel(device, dtype, caution)
+        if min(numels) > 1:
+            kernel.call(params, grads, exp_avgs, numels, _hyper_scalars(hyper, dtype, device))
+            return
+        # 0-size tensors have nothing to update; single elements take the reference kernel (a size-1 slot would
+        # specialise the compiled graph).
+        big = [i for i, n in enumerate(numels) if n > 1]
+        one = [i for i, n in enumerate(numels) if n == 1]
+        if big:
+            kernel.call(
+                [params[i] for i in big],
+                [grads[i] for i in big],
+                [exp_avgs[i] for i in big],
+                [numels[i] for i in big],
+                _hyper_scalars(hyper, dtype, device),
+            )
+        if one:
+            _single_tensor_lion([params[i] for i in one], [grads[i] for i in one], [exp_avgs[i] for i in one], **hyper)
+
+
+def _general_fused_lion(
+    params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], hyper: dict[str, Any]
+) -> None:
+    """The fused step of lists that mix devices, dtypes, layouts or tensor subclasses, or hold a bad triple."""
+    device0, dtype0 = params[0].device, params[0].dtype
+    if all(p.dtype is dtype0 for p in params) and all(p.device == device0 for p in params):
+        groups: Any = {(device0, dtype0): ((params, grads, exp_avgs), range(len(params)))}
+    else:
+        tensor_lists: list[list[Tensor | None]] = [list(params), list(grads), list(exp_avgs)]
+        groups = torch._C._group_tensors_by_device_and_dtype(tensor_lists, True)
+    # Validate everything before the first group is updated: nothing is half-applied.
+    plans = []
+    rest: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
+    for (device, dtype), ((ps, gs, ms), indices) in groups.items():
+        if not (dtype.is_floating_point or dtype.is_complex):
+            raise ValueError(f"fused Lion: parameter {indices[0]} has dtype {dtype}; Lion needs floating params")
+        flat_p: list[Tensor] = []
+        flat_g: list[Tensor] = []
+        flat_m: list[Tensor] = []
+        numels: list[int] = []
+        for i, p_, g_, m_ in zip(indices, ps, gs, ms, strict=True):
+            assert p_ is not None and g_ is not None and m_ is not None
+            p, g, m = p_, g_, m_
+            shape = p.shape
+            if (
+                g.shape != shape
+                or m.shape != shape
+                or g.dtype is not dtype
+                or m.dtype is not dtype
+                or g.device != device
+                or m.device != device
+            ):
+                raise _mismatch(i, p, g, m)
+            n = p.numel()
+            if type(p) not in _PLAIN or type(g) not in _PLAIN or type(m) not in _PLAIN or n == 1:
+                # Subclasses (e.g. DTensor) are not flattened into a kernel written for plain storage; a single
+                # element would specialise the compiled graph.
+                rest[0].append(p_)
+                rest[1].append(g_)
+                rest[2].append(m_)
+                continue
+            if n == 0:
+                continue
+            if dtype.is_complex:
+                p, g, m = torch.view_as_real(p), torch.view_as_real(g), torch.view_as_real(m)
+                n *= 2
+            if (p.is_contiguous() and g.is_contiguous() and m.is_contiguous()) or _same_dense_layout(p, g, m):
+                flat_p.append(p)
+                flat_g.append(g)
+                flat_m.append(m)
+                numels.append(n)
+            else:
+                rest[0].append(p_)
+                rest[1].append(g_)
+                rest[2].append(m_)
+        if flat_p:
+            plans.append((device, _real_dtype(dtype), flat_p, flat_g, flat_m, numels))
+    kernels = [_get_kernel(device, dtype, hyper["caution"]) for device, dtype, *_ in plans]
+    for kernel, (device, dtype, flat_p, flat_g, flat_m, numels) in zip(kernels, plans, strict=True):
+        kernel.call(flat_p, flat_g, flat_m, numels, _hyper_scalars(hyper, dtype, device))
+    if rest[0]:
+        _single_tensor_lion(*rest, **hyper)
