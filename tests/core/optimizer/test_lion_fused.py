@@ -242,6 +242,7 @@ def test_fp32_and_complex_are_bit_identical_to_the_single_tensor_kernel(maximize
         (torch.bfloat16, False),
         (torch.bfloat16, True),
         (torch.float16, False),
+        (torch.float16, True),
         (torch.float64, False),
         (torch.float64, True),
     ],
@@ -249,6 +250,47 @@ def test_fp32_and_complex_are_bit_identical_to_the_single_tensor_kernel(maximize
 def test_other_kernels_are_bit_identical_to_the_single_tensor_kernel(dtype: torch.dtype, caution: bool) -> None:
     ps, gs, ms = make_params(dtype, seed=11)
     assert_same_as_single_tensor(ps, gs, ms, steps=3, lr=0.01, weight_decay=0.1, caution=caution, maximize=caution)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_directions_that_round_to_zero_match_the_single_tensor_kernel(dtype: torch.dtype) -> None:
+    # Momenta and gradients of a few smallest subnormals: beta1 * m + (1 - beta1) * g is nonzero in float32 but often
+    # rounds to 0 in the param dtype, where the direction (and the caution mask) must be 0 as in the eager kernel.
+    tiny = torch.finfo(dtype).smallest_normal * torch.finfo(dtype).eps  # the smallest subnormal
+    gen = torch.Generator().manual_seed(13)
+    shapes = [(257,), (31, 9), (4096,)]
+    ps = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
+    gs = [(torch.randint(-12, 13, s, generator=gen) * tiny).to(dtype) for s in shapes]
+    ms = [(torch.randint(-3, 4, s, generator=gen) * tiny).to(dtype) for s in shapes]
+    lerped = [torch.lerp(m.float(), g.float(), 1 - BETAS[0]) for m, g in zip(ms, gs, strict=True)]
+    assert any(((d != 0) & (d.to(dtype) == 0)).any() for d in lerped), "precondition: some directions round to 0"
+    for caution in (False, True):
+        args = clone_all(ps, gs, ms)
+        assert_same_as_single_tensor(*args, steps=1, lr=0.01, weight_decay=0.1, caution=caution, maximize=False)
+
+
+def test_caution_sends_tensors_past_the_int32_count_to_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The kernel counts the caution mask in int32; a larger tensor (> 2**31 - 1 elements, lowered to 100 here) takes
+    # the single-tensor kernel, whose count is exact at any size.
+    monkeypatch.setattr(lion_fused, "_CAUTION_MAX_NUMEL", 100)
+    sent: list[int] = []
+    real = lion_fused._single_tensor_lion
+
+    def spy(ps: list[Tensor], *args: object, **kwargs: object) -> None:
+        sent.extend(p.numel() for p in ps)
+        real(ps, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(lion_fused, "_single_tensor_lion", spy)
+    for shapes in ([(10,), (101,), (7, 20), (100,)], [(10,), (101,), (1,)]):
+        ps, gs, ms = make_params(torch.float32, seed=14, shapes=shapes)
+        sent.clear()
+        assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=True, maximize=False)
+        assert sorted(sent) == sorted(n for n in (torch.Size(s).numel() for s in shapes) if n > 100 or n == 1)
+    ps, gs, ms = make_params(torch.float32, seed=15, shapes=[(10,), (101,)])
+    sent.clear()
+    assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=False, maximize=False)
+    assert sent == []  # without caution there is no count: every size goes to the kernel
 
 
 def test_lion_fused_true_matches_foreach_false_over_7_steps() -> None:

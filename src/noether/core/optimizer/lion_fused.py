@@ -80,6 +80,12 @@ _CACHE_TAG = f"noether.fused_lion:hints={_HINT_SIZES[0]}+{_HINT_SIZES[1] - _HINT
 without a tag it can hand back this graph compiled under other hints (by another version of this module): exact, but
 measured 2.5x slower."""
 
+_CAUTION_MAX_NUMEL = 2**31 - 1
+"""Largest tensor the caution kernel takes: it counts the mask in int32 (int64 vectors cost a quarter of the counting
+pass's speed in bfloat16); a larger tensor (8 GiB of float32) takes the reference kernel."""
+
+_MAX_NUMEL = 2**63 - 1
+
 _INDUCTOR_OPTIONS: dict[str, Any] = {
     "emulate_precision_casts": True,
     "cpp.enable_floating_point_contract_flag": "fast",
@@ -94,6 +100,15 @@ class FusedLionCompileError(RuntimeError):
 def _opmath_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype eager kernels compute in for ``dtype``: float32 for 16-bit floats, else ``dtype`` itself."""
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _agree(d: Tensor, g: Tensor) -> Tensor:
+    """``sign(d) * g > 0`` as a bool mask: where the direction and the gradient have one sign, neither zero.
+
+    Spelled with comparisons rather than ``sign`` and a product: the same mask (NaN agrees with nothing), and about
+    half the work in the counting pass, which is compute-bound in bfloat16.
+    """
+    return ((d > 0) & (g > 0)) | ((d < 0) & (g < 0))
 
 
 def _lion_update_(
@@ -122,22 +137,24 @@ def _lion_update_(
     if compute is dtype:
         # Full precision: no casts (fewer graph nodes, a faster trace and compile).
         g = g * grad_sign
-        u = torch.sign(torch.lerp(m, g, w1))
+        d = torch.lerp(m, g, w1)
+        u = torch.sign(d)
         if caution:
-            agree = u * g > 0
+            agree = _agree(d, g)
             u = u * agree.to(dtype)
-            step = (lr64 / torch.clamp(agree.sum().to(torch.float64) / agree.numel(), min=_CAUTION_MIN_MEAN)).to(dtype)
+            mean = agree.sum(dtype=torch.int32).to(torch.float64) / agree.numel()
+            step = (lr64 / torch.clamp(mean, min=_CAUTION_MIN_MEAN)).to(dtype)
         p.copy_(p * decay - u * step)
         m.copy_(torch.lerp(m, g, w2))
         return
     g_c = g.to(compute) * grad_sign
     m_c = m.to(compute)
-    u = torch.sign(torch.lerp(m_c, g_c, w1).to(dtype))
+    d = torch.lerp(m_c, g_c, w1).to(dtype)  # rounded as eager rounds it: a tiny value may become 0
+    u = torch.sign(d)
     if caution:
-        agree = u * g_c > 0
+        agree = _agree(d.to(compute), g_c)
         u = u * agree.to(dtype)
-        # An integer count is exact at any size (a float32 sum of ones stops growing at 2**24).
-        mean = agree.sum().to(torch.float64) / agree.numel()
+        mean = agree.sum(dtype=torch.int32).to(torch.float64) / agree.numel()
         step = (lr64 / torch.clamp(mean, min=_CAUTION_MIN_MEAN)).to(dtype).to(compute)
     decayed = (p.to(compute) * decay).to(dtype)
     p.copy_((decayed.to(compute) - u.to(compute) * step).to(dtype))
@@ -489,13 +506,14 @@ def _fused_lion(
         device, dtype = uniform
         numels = list(map(Tensor.numel, params))
         kernel = _get_kernel(device, dtype, caution)
-        if min(numels) > 1:
+        limit = _CAUTION_MAX_NUMEL if caution else _MAX_NUMEL
+        if min(numels) > 1 and max(numels) <= limit:
             kernel.call(params, grads, exp_avgs, numels, _hyper_scalars(hyper, dtype, device))
             return
-        # 0-size tensors have nothing to update; single elements take the reference kernel (a size-1 slot would
-        # specialise the compiled graph).
-        big = [i for i, n in enumerate(numels) if n > 1]
-        one = [i for i, n in enumerate(numels) if n == 1]
+        # 0-size tensors have nothing to update; single elements (a size-1 slot would specialise the compiled graph)
+        # and, with caution, tensors too large for the kernel's int32 count take the reference kernel.
+        big = [i for i, n in enumerate(numels) if 1 < n <= limit]
+        one = [i for i, n in enumerate(numels) if n == 1 or n > limit]
         if big:
             kernel.call(
                 [params[i] for i in big],
@@ -518,6 +536,7 @@ def _general_fused_lion(
     else:
         tensor_lists: list[list[Tensor | None]] = [list(params), list(grads), list(exp_avgs)]
         groups = torch._C._group_tensors_by_device_and_dtype(tensor_lists, True)
+    limit = _CAUTION_MAX_NUMEL if hyper["caution"] else _MAX_NUMEL
     # Validate everything before the first group is updated: nothing is half-applied.
     plans = []
     rest: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
@@ -541,10 +560,10 @@ def _general_fused_lion(
                 or m.device != device
             ):
                 raise _mismatch(i, p, g, m)
-            n = p.numel()
-            if type(p) not in _PLAIN or type(g) not in _PLAIN or type(m) not in _PLAIN or n == 1:
+            n = p.numel() * (2 if dtype.is_complex else 1)
+            if type(p) not in _PLAIN or type(g) not in _PLAIN or type(m) not in _PLAIN or n == 1 or n > limit:
                 # Subclasses (e.g. DTensor) are not flattened into a kernel written for plain storage; a single
-                # element would specialise the compiled graph.
+                # element would specialise the compiled graph; see _CAUTION_MAX_NUMEL.
                 rest[0].append(p_)
                 rest[1].append(g_)
                 rest[2].append(m_)
@@ -553,7 +572,6 @@ def _general_fused_lion(
                 continue
             if dtype.is_complex:
                 p, g, m = torch.view_as_real(p), torch.view_as_real(g), torch.view_as_real(m)
-                n *= 2
             if (p.is_contiguous() and g.is_contiguous() and m.is_contiguous()) or _same_dense_layout(p, g, m):
                 flat_p.append(p)
                 flat_g.append(g)
