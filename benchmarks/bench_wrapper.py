@@ -6,7 +6,8 @@ non-finite check, norm clipping, optimizer step). The baseline is what a hand-wr
 about 300 parameter tensors. Two baselines: torch's default (per-tensor norms on CPU) and ``foreach=True``.
 Timings are interleaved and the medians compared against the faster baseline; the target is a ratio <= 1.05.
 
-Run: ``PYTHONPATH=src python benchmarks/bench_wrapper.py [--dim 128] [--repeats 30] [--steps 20]``
+Run: ``python benchmarks/bench_wrapper.py [--dim 128] [--repeats 30] [--steps 20]`` (an installed package, or the
+checkout's ``src/``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,17 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
+
+try:  # an installed package, or PYTHONPATH=src; else the checkout's src/
+    import noether  # noqa: F401
+except ImportError:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from noether.core.optimizer import OptimizerWrapper
 from noether.core.schemas import OptimizerConfig

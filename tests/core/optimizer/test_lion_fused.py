@@ -404,7 +404,8 @@ if sys.argv[1] == "small-hints-untagged":  # what another version of the module 
     lion_fused._CACHE_TAG = ""
 kernel = lion_fused._get_kernel(torch.device("cpu"), torch.float32, False)
 source = kernel.backend.compiled.source_code
-print(json.dumps([source.count("omp parallel"), sorted(set(re.findall(r"x0\\+=static_cast<int64_t>\\((\\d+)L\\)", source)))]))
+steps = sorted(set(re.findall(r"x0\\+=static_cast<int64_t>\\((\\d+)L\\)", source)))
+print(json.dumps([source.count("omp parallel"), steps]))
 """
 
 
@@ -412,9 +413,8 @@ def _loop_plan_in_child(kind: str, cache_dir: Path) -> list[object]:
     """Compile the 4-tensor fp32 kernel in a fresh process; its loop plan: OpenMP regions and vector steps."""
     src = Path(lion_fused.__file__).resolve().parents[3]
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(src)}
-    out = subprocess.run(
-        [sys.executable, "-c", _COMPILE_IN_CHILD, kind], env=env, capture_output=True, text=True, timeout=300, check=True
-    )
+    command = [sys.executable, "-c", _COMPILE_IN_CHILD, kind]
+    out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=True)
     plan: list[object] = json.loads(out.stdout.strip().splitlines()[-1])
     return plan
 

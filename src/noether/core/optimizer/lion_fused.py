@@ -36,8 +36,9 @@ Design (why it looks like this):
   devices may contract differently; then ``exp_avg`` differs in the last ulp and, only where the Lion
   direction is within one rounding of zero, ``p`` differs by one ``lr`` step.
 - Parameters that cannot be flattened without a copy (non-dense layouts, or param/grad/state strides
-  that differ), single-element parameters and tensor subclasses (DTensor) go through
-  ``lion._single_tensor_lion``, the reference; 0-size parameters have nothing to update.
+  that differ), single-element parameters, tensor subclasses (DTensor) and, with caution, tensors past
+  ``_CAUTION_MAX_NUMEL`` go through ``lion._single_tensor_lion``, the reference; 0-size parameters have
+  nothing to update.
 - Inside a ``torch.compile``'d step the reference kernel is traced instead, so the caller's compiler
   fuses it into its own graph.
 """
