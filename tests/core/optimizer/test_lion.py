@@ -174,6 +174,38 @@ def test_exact_ties_give_no_update_and_zero_grad_is_finite_with_caution() -> Non
     assert torch.equal(m, torch.zeros(5))
 
 
+@pytest.mark.parametrize("caution", [False, True])
+def test_a_nan_gradient_entry_gets_no_step_and_leaves_the_others_alone(caution: bool) -> None:
+    # torch.sign(nan) is 0: a NaN gradient entry gives its parameter no step (only the decay), is not counted by caution
+    # (NaN > 0 is false) and makes its momentum entry NaN. Every kernel agrees, bit for bit.
+    n, bad = 23, [0, 5, 11, 22]
+    gen = torch.Generator().manual_seed(21)
+    p0, m0, g = (torch.randn(n, generator=gen, dtype=torch.float64) * s for s in (1.0, 0.1, 1.0))
+    g[bad] = float("nan")
+    results = []
+    for kernel in KERNELS:
+        p, m = p0.clone(), m0.clone()
+        run_kernel(
+            kernel, [p], [g], [m], beta1=BETA1, beta2=BETA2, lr=LR, weight_decay=WD, caution=caution, maximize=False
+        )
+        results.append((p, m))
+    for p, m in results[1:]:
+        torch.testing.assert_close(p, results[0][0], rtol=0, atol=0, equal_nan=True)
+        torch.testing.assert_close(m, results[0][1], rtol=0, atol=0, equal_nan=True)
+    good = [i for i in range(n) if i not in bad]
+    u = {i: float(math.copysign(1.0, BETA1 * m0[i] + (1 - BETA1) * g[i])) for i in good}
+    step = LR
+    if caution:
+        agree = {i: float(u[i] * g[i] > 0) for i in good}
+        step = LR / max(sum(agree.values()) / n, 1e-3)  # the mean is over all n entries
+        u = {i: u[i] * agree[i] for i in good}
+    p, m = results[0]
+    for i in range(n):
+        want_p = float(p0[i]) * (1 - LR * WD) - (step * u[i] if i in u else 0.0)
+        assert math.isclose(float(p[i]), want_p, rel_tol=1e-12, abs_tol=1e-12), (i, float(p[i]), want_p)
+        assert math.isnan(float(m[i])) == (i in bad)
+
+
 def test_zero_size_tensor_with_caution_stays_empty_and_finite() -> None:
     p, g, m = torch.zeros(0, 3), torch.zeros(0, 3), torch.zeros(0, 3)
     for foreach in (False, True):

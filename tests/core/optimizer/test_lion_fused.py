@@ -270,6 +270,28 @@ def test_directions_that_round_to_zero_match_the_single_tensor_kernel(dtype: tor
         assert_same_as_single_tensor(*args, steps=1, lr=0.01, weight_decay=0.1, caution=caution, maximize=False)
 
 
+@pytest.mark.parametrize("caution", [False, True])
+def test_nan_gradient_entries_match_the_single_tensor_kernel(caution: bool) -> None:
+    # The eager kernel's sign maps NaN to 0 (no step, not counted by caution); the compiled one must too.
+    ps, gs, ms = make_params(torch.float32, seed=16, shapes=[(40,), (7, 9), (1000,)])
+    for g in gs:
+        g.view(-1)[3::17] = float("nan")
+    ref = clone_all(ps, gs, ms)
+    kwargs = {
+        "beta1": BETAS[0],
+        "beta2": BETAS[1],
+        "lr": 0.01,
+        "weight_decay": 0.1,
+        "caution": caution,
+        "maximize": False,
+    }
+    _fused_lion(ps, gs, ms, **kwargs)  # type: ignore[arg-type]
+    _single_tensor_lion(*ref, **kwargs)  # type: ignore[arg-type]
+    for got, want in zip([*ps, *ms], [*ref[0], *ref[2]], strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+    assert all(p.isfinite().all() for p in ps)
+
+
 def test_caution_sends_tensors_past_the_int32_count_to_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     # The kernel counts the caution mask in int32; a larger tensor (> 2**31 - 1 elements, lowered to 100 here) takes
     # the single-tensor kernel, whose count is exact at any size.

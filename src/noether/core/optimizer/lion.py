@@ -7,7 +7,7 @@ parameter group)::
     p := p * (1 - lr * wd)                    decoupled weight decay
     u := sign(lerp(m, g, 1 - beta1))          = sign(beta1 * m + (1 - beta1) * g)
     if caution:
-        c    := clamp_min(sign(u * g), 0)     1 where u and g agree, else 0
+        c    := [u * g > 0]                  1 where u and g agree, else 0 (a NaN direction is 0)
         step := lr / max(count(c) / numel(p), 1e-3)   exact integer count, float64 ratio
         u    := u * c
     else:
@@ -202,7 +202,7 @@ def _single_tensor_lion(
             p.mul_(decay)
         u = torch.lerp(m, g, 1.0 - beta1).sign_()
         if caution:
-            agree = torch.mul(u, g).sign_().clamp_min_(0)
+            agree = torch.mul(u, g).gt_(0)
             u.mul_(agree)
             step = _caution_steps(_count(agree), u.numel(), lr64)
         else:
@@ -426,7 +426,7 @@ def _split_tensor(
         u = torch.lerp(mf[start:stop], gb, 1.0 - beta1, out=u_buf[: stop - start]).sign_()
         agree = None
         if caution:
-            agree = torch.mul(u, gb, out=agree_buf[: stop - start]).sign_().clamp_min_(0)
+            agree = torch.mul(u, gb, out=agree_buf[: stop - start]).gt_(0)
         return gb, u, agree
 
     if caution:
