@@ -45,6 +45,7 @@ Design (why it looks like this):
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import threading
 import types
@@ -198,6 +199,16 @@ def _make_chunk_function(caution: bool, tag: str) -> Callable[..., None]:
     return types.FunctionType(code, lion_chunk.__globals__, code.co_name, None, lion_chunk.__closure__)
 
 
+def _cache_tagged() -> contextlib.AbstractContextManager[Any]:
+    """A context in which torch's compile caches key entries by :data:`_CACHE_TAG` too (no-op before torch has it)."""
+    config = getattr(torch.compiler, "config", None)
+    previous = getattr(config, "cache_key_tag", None)
+    if config is None or previous is None:
+        return contextlib.nullcontext()
+    patch: Callable[..., contextlib.AbstractContextManager[Any]] = config.patch
+    return patch(cache_key_tag=f"{previous}|{_CACHE_TAG}" if previous else _CACHE_TAG)
+
+
 class _CaptureBackend:
     """A ``torch.compile`` backend that compiles with inductor and keeps the compiled graph and its inputs."""
 
@@ -243,10 +254,8 @@ class _ChunkKernel:
         triples = [[torch.zeros(n, dtype=self.dtype, device=self.device) for n in sizes] for _ in range(3)]
         scalars = self._scalars((1.0,) * _N_SCALARS)
         compiled = torch.compile(self.eager, backend=self.backend, dynamic=True, fullgraph=True)
-        previous_tag = torch.compiler.config.cache_key_tag
-        tag = f"{previous_tag}|{_CACHE_TAG}" if previous_tag else _CACHE_TAG
         try:
-            with torch.no_grad(), torch.compiler.config.patch(cache_key_tag=tag):  # type: ignore[attr-defined]
+            with torch.no_grad(), _cache_tagged():
                 compiled(*triples, *scalars)
         except Exception as exc:
             raise FusedLionCompileError(
