@@ -30,6 +30,26 @@ def test_exact_name_is_not_a_prefix_or_suffix_match() -> None:
     assert not modifier.was_applied_successfully()
 
 
+def test_names_match_with_or_without_the_ddp_and_compile_prefixes() -> None:
+    # One config for the plain and the wrapped model: `head.weight` matches `module.head.weight` (DDP) and
+    # `_orig_mod.head.weight` (torch.compile); the raw prefixed name still matches too.
+    model = torch.nn.Linear(2, 2)
+    for pattern, name in [
+        ("head.weight", "module.head.weight"),
+        ("head.weight", "_orig_mod.head.weight"),
+        ("head.weight", "module._orig_mod.head.weight"),
+        ("module.head.weight", "module.head.weight"),
+        ("blocks.*.bias", "module.blocks.3.bias"),
+    ]:
+        assert make(pattern).get_properties(model, name, model.weight) == {"lr_scale": 0.1}, (pattern, name)
+    for pattern, name in [("head.weight", "module.x.head.weight"), ("module.head.weight", "head.weight")]:
+        assert make(pattern).get_properties(model, name, model.weight) == {}, (pattern, name)
+    modifier = make("head.weight")
+    modifier.get_properties(model, "module.head.weight", model.weight)
+    with pytest.raises(ValueError, match=r"found two parameters matching name 'head\.weight'"):
+        modifier.get_properties(model, "head.weight", model.weight)  # a model holding both is ambiguous
+
+
 def test_glob_matches_many() -> None:
     model = torch.nn.Linear(2, 2)
     modifier = make("blocks.*.bias", scale=0.5)

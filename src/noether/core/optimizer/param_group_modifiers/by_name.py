@@ -7,6 +7,7 @@ import abc
 import torch
 
 from noether.core.optimizer.param_group_modifiers.base import ParamGroupModifierBase, is_glob_pattern, name_matches
+from noether.core.optimizer.param_names import normalize_param_name
 
 __all__ = ["ByNameModifierBase"]
 
@@ -16,7 +17,9 @@ class ByNameModifierBase(ParamGroupModifierBase):
 
     An exact name must match exactly one parameter (a second match raises :attr:`duplicate_match_error`); a glob
     pattern may match any number of parameters, at least one. Either way the modifier counts as applied only if
-    something matched.
+    something matched. A parameter matches by its name as ``named_parameters()`` gives it or by that name without
+    the ``module.`` / ``_orig_mod.`` segments of DDP and ``torch.compile`` (as checkpoint keys are), so one config
+    serves the plain and the wrapped model.
     """
 
     duplicate_match_error: type[Exception] = ValueError
@@ -32,7 +35,7 @@ class ByNameModifierBase(ParamGroupModifierBase):
 
     def get_properties(self, model: torch.nn.Module, name: str, param: torch.Tensor) -> dict[str, float]:
         """``properties()`` if ``name`` matches :attr:`name`, else ``{}``."""
-        if not name_matches(self.name, name):
+        if not (name_matches(self.name, name) or name_matches(self.name, normalize_param_name(name))):
             return {}
         if self.param_was_found and not is_glob_pattern(self.name):
             raise self.duplicate_match_error(f"found two parameters matching name '{self.name}'")
