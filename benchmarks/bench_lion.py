@@ -380,6 +380,29 @@ def report(
     return lines
 
 
+CAUTION_PAIRS = [
+    ("timm-style", "timm-style Lion", "timm-style Lion +caution"),
+    ("default", "Lion default", "Lion default +caution"),
+    ("fused", "Lion fused", "Lion fused +caution"),
+]
+
+
+def caution_report(medians: dict[str, dict[str, float]]) -> list[str]:
+    """What caution costs on each path: median with caution / median without, per workload (the 1.5x target)."""
+    paths = [p for p in CAUTION_PAIRS if any(p[1] in ms and p[2] in ms for ms in medians.values())]
+    if not paths:
+        return []
+    lines = [
+        "\ncaution cost (median with caution / without, same path; target <= 1.5):\n",
+        "| workload | " + " | ".join(label for label, _, _ in paths) + " |",
+        "|---|" + "---|" * len(paths),
+    ]
+    for workload, ms in medians.items():
+        ratios = [_fmt(ms[on] / ms[off] if on in ms and off in ms else None, ".2f") for _, off, on in paths]
+        lines.append(f"| {workload} | " + " | ".join(ratios) + " |")
+    return lines
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, one round, no compile-time children")
@@ -440,9 +463,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "| peak transient MB | first step s |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
+    medians: dict[str, dict[str, float]] = {}
     for name in selected:
         workload = all_workloads[name]
         results = time_workload(workload, impls, rounds, steps, args.device)
+        medians[name] = {impl: result.median_ms for impl, result in results.items()}
         memory: dict[str, float] = {}
         if args.device.startswith("cuda") and not args.no_memory:
             memory = cuda_transient_memory(workload, impls, args.device)
@@ -452,6 +477,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             memory = {k: float(v) for k, v in _child(child_args).items()}  # type: ignore[arg-type]
         for line in report(workload, impls, results, stream, memory):
             print(line, flush=True)
+    for line in caution_report(medians):
+        print(line)
     wants_fused = any("fused" in i.name and "Lion" in i.name for i in impls)
     if not args.no_compile_time and not args.quick and args.device == "cpu" and wants_fused:
         times = compile_times(args.quick)

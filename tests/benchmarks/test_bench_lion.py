@@ -64,3 +64,14 @@ def test_the_baselines_compute_lion(bench: ModuleType, style: str) -> None:
     for a, b, m in zip(ours, theirs, baseline.exp_avgs, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
         torch.testing.assert_close(opt.state[a]["exp_avg"], m, rtol=1e-5, atol=1e-7)
+
+
+def test_caution_cost_table_divides_each_path_by_itself(bench: ModuleType) -> None:
+    medians = {
+        "many": {"Lion default": 4.0, "Lion default +caution": 6.0, "Lion fused": 2.0, "Lion fused +caution": 3.5},
+        "big": {"Lion default": 10.0, "Lion default +caution": 25.0},
+    }
+    lines = bench.caution_report(medians)
+    assert lines[1] == "| workload | default | fused |"  # timm-style has no pair here: no column
+    assert lines[3:] == ["| many | 1.50 | 1.75 |", "| big | 2.50 | - |"]
+    assert bench.caution_report({"many": {"Lion default": 4.0}}) == []
