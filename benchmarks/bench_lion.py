@@ -52,6 +52,7 @@ try:  # an installed package, or PYTHONPATH=src; else the checkout's src/
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
+from noether.core.optimizer import lion_fused
 from noether.core.optimizer.lion import Lion
 
 MALLOC_TUNED_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
@@ -180,6 +181,24 @@ def _lion(**kwargs: object) -> Callable[[list[torch.nn.Parameter]], Callable[[],
     return lambda params: Lion(params, lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY, **kwargs).step  # type: ignore[arg-type]
 
 
+def _lion_inductor(**kwargs: object) -> Callable[[list[torch.nn.Parameter]], Callable[[], object]]:
+    """``Lion(..., fused=True)`` with the inductor kernel on CPU too (``NOETHER_FUSED_LION_CPU=inductor``)."""
+
+    def make(params: list[torch.nn.Parameter]) -> Callable[[], object]:
+        step = Lion(params, lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY, fused=True, **kwargs).step  # type: ignore[arg-type]
+
+        def run() -> object:
+            saved, lion_fused._CPU_KERNEL = lion_fused._CPU_KERNEL, "inductor"
+            try:
+                return step()
+            finally:
+                lion_fused._CPU_KERNEL = saved
+
+        return run
+
+    return make
+
+
 IMPLS: list[Impl] = [
     Impl("AdamW fused", lambda ps: torch.optim.AdamW(ps, lr=LR, weight_decay=WEIGHT_DECAY, fused=True).step, 7),
     Impl("AdamW foreach", lambda ps: torch.optim.AdamW(ps, lr=LR, weight_decay=WEIGHT_DECAY, foreach=True).step, 7),
@@ -190,9 +209,11 @@ IMPLS: list[Impl] = [
     Impl("Lion foreach=True", _lion(foreach=True), 5),
     Impl("Lion default", _lion(), 5),
     Impl("Lion fused", _lion(fused=True), 5),
+    Impl("Lion fused (inductor)", _lion_inductor(), 5),
     Impl("timm-style Lion +caution", lambda ps: TimmStyleLion(ps, caution=True).step, 5),
     Impl("Lion default +caution", _lion(caution=True), 5),
     Impl("Lion fused +caution", _lion(fused=True, caution=True), 5),
+    Impl("Lion fused (inductor) +caution", _lion_inductor(caution=True), 5),
 ]
 
 
@@ -336,13 +357,20 @@ def first_step_child(workload: Workload, caution: bool) -> float:
 
 
 def compile_times(quick: bool) -> dict[str, float]:
-    """First fused step on the ``many`` model in fresh processes: an empty inductor cache, then the filled one."""
+    """First fused step on the ``many`` model in fresh processes, per CPU kernel: empty caches, then filled ones."""
     out: dict[str, float] = {}
-    with tempfile.TemporaryDirectory(prefix="noether-bench-inductor-") as cache:
-        env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": cache}
-        flags = ["--quick"] if quick else []
-        for label in ("cold", "warm"):
-            out[label] = float(_child([*flags, "--_child", "first-step"], env)["seconds"])  # type: ignore[arg-type]
+    for kernel in ("c", "inductor"):
+        with tempfile.TemporaryDirectory(prefix="noether-bench-cache-") as cache:
+            env = {
+                **os.environ,
+                "TORCHINDUCTOR_CACHE_DIR": str(Path(cache) / "inductor"),
+                "NOETHER_CACHE_DIR": str(Path(cache) / "noether"),
+                "NOETHER_FUSED_LION_CPU": kernel,
+            }
+            flags = ["--quick"] if quick else []
+            for label in ("cold", "warm"):
+                result = _child([*flags, "--_child", "first-step"], env)
+                out[f"{kernel} {label}"] = float(result["seconds"])  # type: ignore[arg-type]
     return out
 
 
@@ -384,6 +412,7 @@ CAUTION_PAIRS = [
     ("timm-style", "timm-style Lion", "timm-style Lion +caution"),
     ("default", "Lion default", "Lion default +caution"),
     ("fused", "Lion fused", "Lion fused +caution"),
+    ("fused (inductor)", "Lion fused (inductor)", "Lion fused (inductor) +caution"),
 ]
 
 
@@ -484,8 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         times = compile_times(args.quick)
         n = len(all_workloads["many"].shapes)
         print(
-            f"\nfused Lion first step on the {n}-tensor model (fresh processes): cold cache {times['cold']:.1f} s, "
-            f"warm cache {times['warm']:.1f} s"
+            f"\nfused Lion first step on the {n}-tensor model (fresh processes): C kernel {times['c cold']:.1f} s "
+            f"with empty caches, {times['c warm']:.1f} s with filled ones; inductor kernel "
+            f"{times['inductor cold']:.1f} s and {times['inductor warm']:.1f} s"
         )
     print(f"load average at end: {_load()}")
     return 0

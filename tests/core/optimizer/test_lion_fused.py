@@ -25,6 +25,21 @@ CHUNK = 4
 BETAS = (0.9, 0.99)
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Every test runs on both CPU kernels of fused=True, the C kernel (the default) and the inductor kernel (what
+    # CUDA uses), except the tests of inductor's own machinery.
+    if "cpu_kernel" in metafunc.fixturenames:
+        inductor_only = metafunc.definition.get_closest_marker("inductor_only") is not None
+        metafunc.parametrize("cpu_kernel", ["inductor"] if inductor_only else ["c", "inductor"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def cpu_kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    kernel: str = request.param
+    monkeypatch.setattr(lion_fused, "_CPU_KERNEL", kernel)
+    return kernel
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _small_private_kernels() -> Iterator[None]:
     saved = lion_fused._CHUNK, lion_fused._KERNELS
@@ -292,6 +307,7 @@ def test_nan_gradient_entries_match_the_single_tensor_kernel(caution: bool) -> N
     assert all(p.isfinite().all() for p in ps)
 
 
+@pytest.mark.inductor_only
 def test_caution_sends_tensors_past_the_int32_count_to_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     # The kernel counts the caution mask in int32; a larger tensor (> 2**31 - 1 elements, lowered to 100 here) takes
     # the single-tensor kernel, whose count is exact at any size.
@@ -336,6 +352,7 @@ def test_lion_fused_true_matches_foreach_false_over_7_steps() -> None:
 
 @pytest.mark.slow
 def test_compiled_step_with_a_changing_tensor_lr_does_not_recompile() -> None:
+    torch._dynamo.reset()  # an earlier compiled step of another optimizer must not count as a recompile
     gen = torch.Generator().manual_seed(13)
     params = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in [(8, 4), (5,)]]
     reference = [torch.nn.Parameter(p.detach().clone()) for p in params]
@@ -373,6 +390,7 @@ def test_replaced_param_or_state_is_followed() -> None:
     torch.testing.assert_close(m, torch.full((4, 3), 1 - 0.99**3))
 
 
+@pytest.mark.inductor_only
 def test_n_dimensional_tensors_go_to_the_kernel_as_they_are_or_as_flat_views(monkeypatch: pytest.MonkeyPatch) -> None:
     # The self-check found that the compiled code reads only data pointers and the sizes given beside them; where it
     # does not (kernel.accepts_nd False), call() passes flat views. Both give the single-tensor kernel's bits.
@@ -380,7 +398,7 @@ def test_n_dimensional_tensors_go_to_the_kernel_as_they_are_or_as_flat_views(mon
     ps, gs, ms = make_params(torch.float32, seed=9, shapes=shapes)
     kwargs = {"beta1": 0.9, "beta2": 0.99, "lr": 0.01, "weight_decay": 0.1, "caution": False, "maximize": False}
     _fused_lion(ps[:1], gs[:1], ms[:1], **kwargs)  # type: ignore[arg-type]
-    kernel = lion_fused._KERNELS[(torch.device("cpu"), torch.float32, False)]
+    kernel = lion_fused._KERNELS[(torch.device("cpu"), torch.float32, False, "inductor")]
     assert kernel.accepts_nd  # inductor's CPU kernels take data pointers
     want_ps, want_gs, want_ms = clone_all(ps, gs, ms)
     _single_tensor_lion(want_ps, want_gs, want_ms, **kwargs)  # type: ignore[arg-type]
@@ -396,12 +414,13 @@ def test_n_dimensional_tensors_go_to_the_kernel_as_they_are_or_as_flat_views(mon
 # compile behaviour
 
 
+@pytest.mark.inductor_only
 def test_changing_lr_and_weight_decay_never_recompiles() -> None:
     from torch._dynamo.utils import counters
 
     ps, gs, ms = make_params(torch.float32, seed=8)
     _fused_lion(ps, gs, ms, beta1=0.9, beta2=0.99, lr=0.01, weight_decay=0.0, caution=False, maximize=False)
-    kernel = lion_fused._KERNELS[(torch.device("cpu"), torch.float32, False)]
+    kernel = lion_fused._KERNELS[(torch.device("cpu"), torch.float32, False, "inductor")]
     compiles, graphs = kernel.backend.calls, counters["stats"]["unique_graphs"]
     for i, lr in enumerate([torch.tensor([0.02]), torch.tensor(0.5), 0.125, torch.tensor([1e-4], dtype=torch.float64)]):
         before = clone_all(ps, gs, ms)
@@ -421,6 +440,7 @@ import json, re, sys, torch
 from noether.core.optimizer import lion_fused
 torch.set_num_threads(2)
 lion_fused._CHUNK = 4
+lion_fused._CPU_KERNEL = "inductor"
 if sys.argv[1] == "small-hints-untagged":  # what another version of the module could have left in the cache
     lion_fused._HINT_SIZES = tuple(3 + i for i in range(64))
     lion_fused._CACHE_TAG = ""
@@ -442,6 +462,7 @@ def _loop_plan_in_child(kind: str, cache_dir: Path) -> list[object]:
 
 
 @pytest.mark.slow
+@pytest.mark.inductor_only
 def test_a_kernel_cached_under_other_size_hints_is_not_reused(tmp_path: Path) -> None:
     # torch's FX graph cache keys a dynamic-shape graph without its size hints, and inductor plans threads and
     # vector tiling from them: without the module's cache tag, the same graph traced on small sizes (by another
@@ -452,6 +473,7 @@ def test_a_kernel_cached_under_other_size_hints_is_not_reused(tmp_path: Path) ->
     assert _loop_plan_in_child("default", tmp_path / "shared") == fresh
 
 
+@pytest.mark.inductor_only
 def test_a_machine_that_cannot_compile_gets_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(lion_fused, "_KERNELS", {})
     p, g, m = torch.ones(4), torch.ones(4), torch.zeros(4)
@@ -459,6 +481,70 @@ def test_a_machine_that_cannot_compile_gets_a_clear_error(monkeypatch: pytest.Mo
         _fused_lion([p], [g], [m], beta1=0.9, beta2=0.99, lr=0.1, weight_decay=0.0, caution=False, maximize=False)
     assert lion_fused._KERNELS == {}  # nothing half-built is kept
     assert torch.equal(p, torch.ones(4)) and torch.equal(m, torch.zeros(4))
+
+
+def test_without_a_c_compiler_cpu_falls_back_to_the_inductor_kernel_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from noether.core.optimizer import lion_cpu
+
+    monkeypatch.setattr(lion_fused, "_CPU_KERNEL", "c")
+    monkeypatch.setattr(lion_fused, "_KERNELS", {})
+    monkeypatch.setattr(lion_fused, "_WARNED", set())
+    monkeypatch.setattr(lion_cpu, "_LIB", None)
+    monkeypatch.setenv("NOETHER_CACHE_DIR", str(tmp_path))  # nothing built yet
+    monkeypatch.setattr(lion_cpu.shutil, "which", lambda name: None)
+    ps, gs, ms = make_params(torch.float32, seed=17, shapes=[(30,), (4, 5)])
+    with pytest.warns(RuntimeWarning, match="using the inductor kernel on CPU: no C compiler found"):
+        assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=False, maximize=False)
+    kernels = list(lion_fused._KERNELS.values())
+    assert len(kernels) == 1 and isinstance(kernels[0], lion_fused._ChunkKernel)
+
+
+def test_an_unwritable_cache_folder_is_a_build_error_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from noether.core.optimizer import lion_cpu
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("NOETHER_CACHE_DIR", str(blocker / "cache"))  # a folder below a file cannot be made
+    with pytest.raises(lion_cpu.CpuKernelBuildError, match="cannot build or load the C kernel"):
+        lion_cpu._build()
+
+
+def test_the_c_kernel_is_built_once_per_machine_into_its_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from noether.core.optimizer import lion_cpu
+
+    monkeypatch.setenv("NOETHER_CACHE_DIR", str(tmp_path))
+    lion_cpu._build()
+    built = sorted(p.name for p in tmp_path.iterdir())
+    assert len(built) == 1 and built[0].endswith(".so")  # no source or partial file left behind
+    mtime = (tmp_path / built[0]).stat().st_mtime_ns
+    lion_cpu._build()  # another process on this machine: loads what is there
+    assert sorted(p.name for p in tmp_path.iterdir()) == built
+    assert (tmp_path / built[0]).stat().st_mtime_ns == mtime
+
+
+def test_an_unknown_cpu_kernel_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lion_fused, "_CPU_KERNEL", "fast")
+    monkeypatch.setattr(lion_fused, "_KERNELS", {})
+    p, g, m = torch.ones(4), torch.ones(4), torch.zeros(4)
+    with pytest.raises(ValueError, match="NOETHER_FUSED_LION_CPU='fast'; expected 'c' or 'inductor'"):
+        _fused_lion([p], [g], [m], beta1=0.9, beta2=0.99, lr=0.1, weight_decay=0.0, caution=False, maximize=False)
+    assert torch.equal(p, torch.ones(4)) and torch.equal(m, torch.zeros(4))
+
+
+def test_tensors_split_between_threads_match_the_single_tensor_kernel() -> None:
+    # Tensors of at least lion_cpu._BIG elements are split between the threads (with caution: each thread counts its
+    # part, then the total sets the step of both); ragged sizes around the split.
+    from noether.core.optimizer import lion_cpu
+
+    big = lion_cpu._BIG
+    shapes = [(big,), (big + 1,), (3 * big + 7,), (big - 1,), (5,)]
+    for caution, maximize in ((False, False), (True, False), (True, True)):
+        ps, gs, ms = make_params(torch.float32, seed=18, shapes=shapes)
+        assert_same_as_single_tensor(ps, gs, ms, steps=2, lr=0.01, weight_decay=0.1, caution=caution, maximize=maximize)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

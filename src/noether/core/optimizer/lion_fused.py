@@ -1,6 +1,8 @@
 """The fused Lion kernel: one compiled pass over memory per tensor, compiled once per chunk arity.
 
-``Lion(..., fused=True)`` calls :func:`_fused_lion` with the raw lists of one param group. For every
+``Lion(..., fused=True)`` calls :func:`_fused_lion` with the raw lists of one param group. CPU tensors of float32,
+float64 and bfloat16 go to the C kernel of :mod:`noether.core.optimizer.lion_cpu` (``NOETHER_FUSED_LION_CPU=inductor``
+selects the kernel below instead); everything else, CUDA included, to the inductor kernel described here. For every
 parameter it computes, in one loop that reads ``p``, ``g`` and ``m`` once and writes ``p`` and ``m``
 once (SPEC section 2, decision 22)::
 
@@ -47,10 +49,12 @@ from __future__ import annotations
 
 import contextlib
 import operator
+import os
 import threading
 import types
+import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -284,6 +288,15 @@ class _ChunkKernel:
             index.append(position)
         self._getter = operator.itemgetter(*index) if len(index) > 1 else (lambda src: (src[index[0]],))
 
+    @property
+    def max_numel(self) -> int:
+        """Largest tensor this kernel takes (with caution it counts the mask in int32)."""
+        return _CAUTION_MAX_NUMEL if self.caution else _MAX_NUMEL
+
+    def scalars(self, hyper: dict[str, Any], dtype: torch.dtype, device: torch.device) -> list[Tensor]:
+        """The 0-d tensor scalars of one call (see :func:`_lion_update_`)."""
+        return _hyper_scalars(hyper, dtype, device)
+
     def _scalars(self, values: tuple[float, ...]) -> list[Tensor]:
         dtypes = (torch.float64,) + (self.compute_dtype,) * (_N_SCALARS - 1)
         return [torch.tensor(v, dtype=d, device=self.device) for v, d in zip(values, dtypes, strict=True)]
@@ -371,21 +384,62 @@ def _flat(t: Tensor, n: int) -> Tensor:
 
 _PLAIN = (Tensor, torch.nn.Parameter)
 
-_KERNELS: dict[tuple[torch.device, torch.dtype, bool], _ChunkKernel] = {}
+
+class _Kernel(Protocol):
+    """What ``_fused_lion`` needs of a kernel: its size limit, its call scalars and the call."""
+
+    @property
+    def max_numel(self) -> int: ...
+
+    def scalars(self, hyper: dict[str, Any], dtype: torch.dtype, device: torch.device) -> Any: ...
+
+    def call(self, ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], numels: list[int], scalars: Any) -> None: ...
+
+
+_CPU_KERNEL = os.environ.get("NOETHER_FUSED_LION_CPU", "c")
+"""Which kernel ``fused=True`` uses for CPU tensors: ``"c"`` (``lion_cpu``, the default) or ``"inductor"``."""
+
+_KERNELS: dict[tuple[torch.device, torch.dtype, bool, str], _Kernel] = {}
 _KERNELS_LOCK = threading.Lock()
+_WARNED: set[str] = set()
 
 
-def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _ChunkKernel:
-    """The compiled kernel for ``(device, dtype, caution)``, compiled on first use (once per process)."""
-    key = (device, dtype, caution)
+def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _Kernel:
+    """The kernel for ``(device, dtype, caution)``, built on first use (once per process).
+
+    CPU tensors of the dtypes in ``lion_cpu.C_DTYPES`` get the C kernel of :mod:`lion_cpu` unless
+    ``NOETHER_FUSED_LION_CPU=inductor``; where it cannot be built (no C compiler, or its self-check fails) they get the
+    inductor kernel, with a warning. Other dtypes and devices get the inductor kernel (Triton on CUDA).
+    """
+    backend = _CPU_KERNEL if device.type == "cpu" else "inductor"
+    if backend == "c":
+        from noether.core.optimizer.lion_cpu import C_DTYPES
+
+        backend = "c" if dtype in C_DTYPES else "inductor"
+    key = (device, dtype, caution, backend)
     kernel = _KERNELS.get(key)
     if kernel is None:
         with _KERNELS_LOCK:
             kernel = _KERNELS.get(key)
             if kernel is None:
-                kernel = _ChunkKernel(device, dtype, caution)
+                kernel = _build_kernel(device, dtype, caution, backend)
                 _KERNELS[key] = kernel
     return kernel
+
+
+def _build_kernel(device: torch.device, dtype: torch.dtype, caution: bool, backend: str) -> _Kernel:
+    if backend == "c":
+        from noether.core.optimizer.lion_cpu import CpuKernelBuildError, CpuLionKernel
+
+        try:
+            return CpuLionKernel(dtype, caution)
+        except CpuKernelBuildError as exc:
+            if str(exc) not in _WARNED:
+                _WARNED.add(str(exc))
+                warnings.warn(f"fused Lion: using the inductor kernel on CPU: {exc}", RuntimeWarning, stacklevel=4)
+    elif backend != "inductor":
+        raise ValueError(f"NOETHER_FUSED_LION_CPU={backend!r}; expected 'c' or 'inductor'")
+    return _ChunkKernel(device, dtype, caution)
 
 
 def _real_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -516,12 +570,12 @@ def _fused_lion(
         device, dtype = uniform
         numels = list(map(Tensor.numel, params))
         kernel = _get_kernel(device, dtype, caution)
-        limit = _CAUTION_MAX_NUMEL if caution else _MAX_NUMEL
+        limit = kernel.max_numel
         if min(numels) > 1 and max(numels) <= limit:
-            kernel.call(params, grads, exp_avgs, numels, _hyper_scalars(hyper, dtype, device))
+            kernel.call(params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, device))
             return
         # 0-size tensors have nothing to update; single elements (a size-1 slot would specialise the compiled graph)
-        # and, with caution, tensors too large for the kernel's int32 count take the reference kernel.
+        # and tensors past the kernel's limit (the inductor kernel's int32 caution count) take the reference kernel.
         big = [i for i, n in enumerate(numels) if 1 < n <= limit]
         one = [i for i, n in enumerate(numels) if n == 1 or n > limit]
         if big:
@@ -530,7 +584,7 @@ def _fused_lion(
                 [grads[i] for i in big],
                 [exp_avgs[i] for i in big],
                 [numels[i] for i in big],
-                _hyper_scalars(hyper, dtype, device),
+                kernel.scalars(hyper, dtype, device),
             )
         if one:
             _single_tensor_lion([params[i] for i in one], [grads[i] for i in one], [exp_avgs[i] for i in one], **hyper)
@@ -546,13 +600,14 @@ def _general_fused_lion(
     else:
         tensor_lists: list[list[Tensor | None]] = [list(params), list(grads), list(exp_avgs)]
         groups = torch._C._group_tensors_by_device_and_dtype(tensor_lists, True)
-    limit = _CAUTION_MAX_NUMEL if hyper["caution"] else _MAX_NUMEL
     # Validate everything before the first group is updated: nothing is half-applied.
     plans = []
     rest: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
     for (device, dtype), ((ps, gs, ms), indices) in groups.items():
         if not (dtype.is_floating_point or dtype.is_complex):
             raise ValueError(f"fused Lion: parameter {indices[0]} has dtype {dtype}; Lion needs floating params")
+        kernel = _get_kernel(device, _real_dtype(dtype), hyper["caution"])
+        limit = kernel.max_numel
         flat_p: list[Tensor] = []
         flat_g: list[Tensor] = []
         flat_m: list[Tensor] = []
@@ -592,9 +647,8 @@ def _general_fused_lion(
                 rest[1].append(g_)
                 rest[2].append(m_)
         if flat_p:
-            plans.append((device, _real_dtype(dtype), flat_p, flat_g, flat_m, numels))
-    kernels = [_get_kernel(device, dtype, hyper["caution"]) for device, dtype, *_ in plans]
-    for kernel, (device, dtype, flat_p, flat_g, flat_m, numels) in zip(kernels, plans, strict=True):
-        kernel.call(flat_p, flat_g, flat_m, numels, _hyper_scalars(hyper, dtype, device))
+            plans.append((kernel, device, _real_dtype(dtype), flat_p, flat_g, flat_m, numels))
+    for kernel, device, dtype, flat_p, flat_g, flat_m, numels in plans:
+        kernel.call(flat_p, flat_g, flat_m, numels, kernel.scalars(hyper, dtype, device))
     if rest[0]:
         _single_tensor_lion(*rest, **hyper)

@@ -1,0 +1,351 @@
+"""The fused Lion kernel for CPU tensors: a small C function with OpenMP, compiled once per machine.
+
+``Lion(..., fused=True)`` on CPU parameters calls :meth:`CpuLionKernel.call` with the flat lists of one dtype. The C
+function updates every tensor of the list in one OpenMP parallel region: tensors below ``_BIG`` elements are handed
+out to threads whole (a small tensor costs no fork/join of its own), larger ones are split between the threads. The
+per-element math is that of ``lion._single_tensor_lion`` with the same roundings (decision 22), per dtype::
+
+    g  := -g                                  if maximize (exact)
+    pd := round(p * decay)                    decay = 1 - lr * weight_decay, in the compute dtype
+    d  := round(lerp(m, g, w1))               lerp as ATen computes it: fma(w, g - m, m) if |w| < 0.5,
+                                              else fma(-(g - m), 1 - w, g); w1 = 1 - beta1
+    u  := sign(d)                             (d > 0) - (d < 0): 0 for 0 and NaN
+    if caution: u := u * [u * g > 0]; step := round(lr / max(count / numel, 1e-3)), count an exact integer
+    p  := round(pd - u * step)                one rounding: u * step is exact
+    m  := round(lerp(m, g, w2))               w2 = 1 - beta2
+
+``round`` is to the parameter's dtype (a no-op for float32 and float64, which compute in their own dtype; bfloat16 and
+float16 compute in float32). The source is compiled with ``-ffp-contract=off`` so that the only fused multiply-adds
+are the explicit ``fma`` calls of the lerp, as in ATen's vectorised CPU kernels. With ``caution``, a tensor split
+between threads is counted first (each thread its half), then updated; a small tensor is counted and updated by one
+thread while it is still in that core's cache.
+
+Why C and not inductor on CPU: the inductor kernel (:mod:`lion_fused`) compiles for about 10 s and gives each
+tensor's caution count a parallel region of its own; this function compiles in well under a second, and its
+caution path costs little more than the plain one on a model of many small tensors. It is checked against the
+single-tensor kernel on exact data for every dtype right after loading.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__: list[str] = []
+
+_BIG = 1 << 18
+"""Tensors with at least this many elements are split between threads; smaller ones go to one thread whole."""
+
+_DTYPES = {torch.float32: "f32", torch.float64: "f64", torch.bfloat16: "bf16"}
+
+C_DTYPES = frozenset(_DTYPES)
+"""The dtypes with a C kernel. float16 stays with the inductor kernel: gcc does not vectorize ``_Float16``
+conversions without AVX512-FP16."""
+
+_SOURCE = r"""
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#include <omp.h>
+
+#define INLINE static inline __attribute__((always_inline))
+
+INLINE float bf16_load(uint16_t h) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+INLINE uint16_t bf16_store(float f) {
+    /* round to nearest even, NaN to the canonical quiet NaN (c10::BFloat16's conversion); branch-free to vectorize */
+    uint32_t u; memcpy(&u, &f, 4);
+    uint16_t rounded = (uint16_t)((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+    uint16_t nan_mask = (uint16_t)-(int16_t)(f != f);
+    return (uint16_t)((rounded & (uint16_t)~nan_mask) | (0x7FC0 & nan_mask));
+}
+
+#define ID(x) (x)
+
+/* One call of NAME##_body per combination of its four flags, each a constant the compiler specialises on. */
+#define LION_CASE(NAME, K)                                                                                     \
+    case K: NAME##_body(nt, P, G, M, N, lr, dec, w1o, w2o, st, nthreads, big,                                  \
+                        (K >> 3) & 1, (K >> 2) & 1, (K >> 1) & 1, K & 1); break;
+#define LION_CASES(NAME)                                                                                       \
+    LION_CASE(NAME, 0) LION_CASE(NAME, 1) LION_CASE(NAME, 2) LION_CASE(NAME, 3)                                \
+    LION_CASE(NAME, 4) LION_CASE(NAME, 5) LION_CASE(NAME, 6) LION_CASE(NAME, 7)                                \
+    LION_CASE(NAME, 8) LION_CASE(NAME, 9) LION_CASE(NAME, 10) LION_CASE(NAME, 11)                              \
+    LION_CASE(NAME, 12) LION_CASE(NAME, 13) LION_CASE(NAME, 14) LION_CASE(NAME, 15)
+
+#define DEFINE_LION(NAME, S, OT, LOAD, STORE, FMA, FABS)                                                          \
+INLINE OT NAME##_round(OT v) { return LOAD(STORE(v)); }                                                       \
+INLINE OT NAME##_lerp(OT a, OT b, OT w, OT wm, const int small) {                                             \
+    OT diff = b - a;                                                                                           \
+    return small ? FMA(w, diff, a) : FMA(-diff, wm, b);                                                        \
+}                                                                                                              \
+INLINE OT NAME##_step(double x) { return NAME##_round((OT)x); }                                               \
+INLINE void NAME##_update(S* restrict p, const S* restrict g, S* restrict m, int64_t lo, int64_t hi, OT decay,  \
+                          OT w1, OT w1m, OT w2, OT w2m, OT step, const int caution, const int maximize,          \
+                          const int s1, const int s2) {                                                        \
+    for (int64_t i = lo; i < hi; ++i) {                                                                        \
+        OT gv = maximize ? -LOAD(g[i]) : LOAD(g[i]);                                                           \
+        OT mv = LOAD(m[i]);                                                                                    \
+        OT d = NAME##_round(NAME##_lerp(mv, gv, w1, w1m, s1));                                                 \
+        OT u = (OT)(d > 0) - (OT)(d < 0);                                                                      \
+        if (caution) { OT a = (u * gv > 0) ? (OT)1 : (OT)0; u = u * a; }                                      \
+        OT pd = NAME##_round(LOAD(p[i]) * decay);                                                              \
+        p[i] = STORE(pd - u * step);                                                                           \
+        m[i] = STORE(NAME##_lerp(mv, gv, w2, w2m, s2));                                                        \
+    }                                                                                                          \
+}                                                                                                              \
+INLINE int64_t NAME##_count(const S* restrict g, const S* restrict m, int64_t lo, int64_t hi, OT w1, OT w1m,    \
+                            const int maximize, const int s1) {                                                \
+    int64_t total = 0;                                                                                         \
+    for (int64_t b = lo; b < hi; b += (1 << 20)) {                                                             \
+        int64_t e = b + (1 << 20) < hi ? b + (1 << 20) : hi;                                                   \
+        int32_t c = 0;                                                                                         \
+        for (int64_t i = b; i < e; ++i) {                                                                      \
+            OT gv = maximize ? -LOAD(g[i]) : LOAD(g[i]);                                                       \
+            OT d = NAME##_round(NAME##_lerp(LOAD(m[i]), gv, w1, w1m, s1));                                     \
+            c += ((d > 0) & (gv > 0)) | ((d < 0) & (gv < 0));                                                  \
+        }                                                                                                      \
+        total += c;                                                                                            \
+    }                                                                                                          \
+    return total;                                                                                              \
+}                                                                                                              \
+INLINE OT NAME##_caution_step(double lr, int64_t count, int64_t n) {                                          \
+    double mean = (double)count / (double)(n > 0 ? n : 1);                                                     \
+    if (mean < 1e-3) mean = 1e-3;                                                                              \
+    return NAME##_step(lr / mean);                                                                             \
+}                                                                                                              \
+INLINE void NAME##_body(int64_t nt, S** P, S** G, S** M, const int64_t* N, double lr, OT decay, OT w1, OT w2,   \
+                        OT step_plain, int nthreads, int64_t big, const int caution,            \
+                        const int maximize, const int s1, const int s2) {                                       \
+    OT w1m = (OT)1 - w1, w2m = (OT)1 - w2;                                                                     \
+    _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nthreads)")                                     \
+    for (int64_t t = 0; t < nt; ++t) {                                                                         \
+        int64_t n = N[t];                                                                                      \
+        if (n >= big) continue;                                                                                \
+        OT step = step_plain;                                                                                  \
+        if (caution) step = NAME##_caution_step(lr, NAME##_count(G[t], M[t], 0, n, w1, w1m, maximize, s1), n); \
+        NAME##_update(P[t], G[t], M[t], 0, n, decay, w1, w1m, w2, w2m, step, caution, maximize, s1, s2);       \
+    }                                                                                                          \
+    for (int64_t t = 0; t < nt; ++t) {                                                                         \
+        int64_t n = N[t];                                                                                      \
+        if (n < big) continue;                                                                                 \
+        S* p = P[t]; const S* g = G[t]; S* m = M[t];                                                           \
+        OT step = step_plain;                                                                                  \
+        if (caution) {                                                                                         \
+            int64_t cnt = 0;                                                                                   \
+            _Pragma("omp parallel num_threads(nthreads) reduction(+:cnt)")                                     \
+            {                                                                                                  \
+                int nth = omp_get_num_threads(), id = omp_get_thread_num();                                    \
+                cnt += NAME##_count(g, m, n * id / nth, n * (id + 1) / nth, w1, w1m, maximize, s1);            \
+            }                                                                                                  \
+            step = NAME##_caution_step(lr, cnt, n);                                                            \
+        }                                                                                                      \
+        _Pragma("omp parallel num_threads(nthreads)")                                                          \
+        {                                                                                                      \
+            int nth = omp_get_num_threads(), id = omp_get_thread_num();                                        \
+            int64_t lo = n * id / nth, hi = n * (id + 1) / nth;                                                \
+            NAME##_update(p, g, m, lo, hi, decay, w1, w1m, w2, w2m, step, caution, maximize, s1, s2);          \
+        }                                                                                                      \
+    }                                                                                                          \
+}                                                                                                              \
+void lion_##NAME(int64_t nt, S** P, S** G, S** M, const int64_t* N, double lr, double decay, double w1,          \
+                 double w2, double step_plain, int caution, int maximize, int nthreads, int64_t big) {         \
+    OT w1o = (OT)w1, w2o = (OT)w2;                                                                             \
+    int s1 = FABS(w1o) < (OT)0.5, s2 = FABS(w2o) < (OT)0.5;                                                    \
+    OT dec = (OT)decay, st = (OT)step_plain;                                                                   \
+    switch (caution * 8 + maximize * 4 + s1 * 2 + s2) {                                                        \
+        LION_CASES(NAME)                                                                                       \
+    }                                                                                                          \
+}
+
+DEFINE_LION(f32, float, float, ID, ID, fmaf, fabsf)
+DEFINE_LION(f64, double, double, ID, ID, fma, fabs)
+DEFINE_LION(bf16, uint16_t, float, bf16_load, bf16_store, fmaf, fabsf)
+"""
+
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-ffp-contract=off", "-fno-math-errno", "-std=gnu11"]
+
+
+class CpuKernelBuildError(RuntimeError):
+    """The C compiler is missing or failed; the caller falls back to the inductor kernel."""
+
+
+def _compiler() -> str:
+    for candidate in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if candidate and shutil.which(candidate):
+            return candidate
+    raise CpuKernelBuildError("no C compiler found (set CC, or install gcc)")
+
+
+def _machine_tag() -> str:
+    """What a ``-march=native`` binary depends on: the CPU's feature flags (Linux) or its model string."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor() + platform.machine()
+
+
+def _cache_dir() -> Path:
+    user = os.environ.get("USER") or str(os.getuid() if hasattr(os, "getuid") else "user")
+    return Path(os.environ.get("NOETHER_CACHE_DIR", Path(tempfile.gettempdir()) / f"noether_optim_{user}"))
+
+
+def _build() -> ctypes.CDLL:
+    """Compile the source (or reuse the library a previous process built on this machine) and load it."""
+    try:
+        return _build_and_load()
+    except OSError as exc:  # an unwritable cache folder, a library the loader refuses, ...
+        raise CpuKernelBuildError(f"cannot build or load the C kernel ({exc})") from exc
+
+
+def _build_and_load() -> ctypes.CDLL:
+    cc = _compiler()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True, check=False).stdout
+    key = hashlib.sha256("\0".join([_SOURCE, " ".join(_FLAGS), cc, version, _machine_tag()]).encode()).hexdigest()
+    directory = _cache_dir()
+    library = directory / f"lion_cpu_{key[:24]}.so"
+    if not library.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        source = directory / f"lion_cpu_{key[:24]}.{os.getpid()}.c"
+        partial = directory / f"lion_cpu_{key[:24]}.{os.getpid()}.so"
+        source.write_text(_SOURCE)
+        try:
+            result = subprocess.run([cc, *_FLAGS, str(source), "-o", str(partial)], capture_output=True, text=True)
+            if result.returncode != 0:
+                raise CpuKernelBuildError(f"{cc} failed: {result.stderr.strip()[-2000:]}")
+            os.replace(partial, library)  # atomic: a concurrent process sees no half-written library
+        finally:
+            source.unlink(missing_ok=True)
+            partial.unlink(missing_ok=True)
+    lib = ctypes.CDLL(str(library))
+    pointer = ctypes.c_void_p
+    for name in _DTYPES.values():
+        function = getattr(lib, f"lion_{name}")
+        function.restype = None
+        function.argtypes = [
+            ctypes.c_int64,
+            pointer,
+            pointer,
+            pointer,
+            pointer,
+            ctypes.c_double,
+            ctypes.c_double,
+            ctypes.c_double,
+            ctypes.c_double,
+            ctypes.c_double,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int64,
+        ]
+    return lib
+
+
+_LIB: ctypes.CDLL | None = None
+_LIB_LOCK = threading.Lock()
+
+
+def _library() -> ctypes.CDLL:
+    global _LIB
+    if _LIB is None:
+        with _LIB_LOCK:
+            if _LIB is None:
+                _LIB = _build()
+    return _LIB
+
+
+def _rounded(value: float, dtype: torch.dtype) -> float:
+    """``value`` (a float64) rounded to ``dtype`` as torch's ``.to(dtype)`` rounds it."""
+    return float(torch.tensor(value, dtype=torch.float64).to(dtype).item())
+
+
+class CpuLionKernel:
+    """The C kernel for one dtype of CPU tensors, with the interface of ``lion_fused``'s chunk kernel."""
+
+    max_numel = sys.maxsize
+    """The count is an int64 summed from int32 blocks: every tensor size is exact."""
+
+    def __init__(self, dtype: torch.dtype, caution: bool) -> None:
+        if dtype not in _DTYPES:
+            raise CpuKernelBuildError(f"no C kernel for {dtype}")
+        self.dtype = dtype
+        self.caution = caution
+        self._function = getattr(_library(), f"lion_{_DTYPES[dtype]}")
+        self._self_check()
+
+    def _self_check(self) -> None:
+        """Compare one step on small exact data (both lerp branches, maximize, a split tensor) with the reference."""
+        from noether.core.optimizer.lion import _single_tensor_lion
+
+        gen = torch.Generator().manual_seed(0)
+        sizes = [3, 17, 1000, _BIG + 5]
+
+        def exact(n: int, scale: float) -> Tensor:
+            return torch.randint(-8, 9, (n,), generator=gen).to(self.dtype) * scale
+
+        for maximize, betas in ((False, (0.5, 0.75)), (True, (0.875, 0.25))):
+            ps, gs, ms = ([exact(n, s) for n in sizes] for s in (0.5, 0.25, 0.125))
+            want = [[t.clone() for t in ts] for ts in (ps, gs, ms)]
+            hyper: dict[str, Any] = {"beta1": betas[0], "beta2": betas[1], "lr": 0.5, "weight_decay": 1.0}
+            hyper |= {"caution": self.caution, "maximize": maximize}
+            self.call(ps, gs, ms, sizes, self.scalars(hyper, self.dtype, torch.device("cpu")))
+            _single_tensor_lion(*want, **hyper)
+            if not all(torch.equal(a, b) for a, b in zip([*ps, *ms], [*want[0], *want[2]], strict=True)):
+                raise CpuKernelBuildError(f"the C kernel for {self.dtype} failed its self-check against the reference")
+
+    def scalars(self, hyper: dict[str, Any], dtype: torch.dtype, device: torch.device) -> tuple[float, ...]:
+        """lr, decay, both lerp weights, the plain step (lr rounded to the dtype) and maximize, for the C call.
+
+        The decay is ``1 - lr * weight_decay`` in float64 as the single-tensor kernel computes it; the C function
+        converts it and the weights to the compute dtype, as ATen converts a Python scalar.
+        """
+        lr = hyper["lr"]
+        lr64 = float(lr.detach().reshape(()).to(torch.float64)) if isinstance(lr, Tensor) else float(lr)
+        decay = 1.0 - lr64 * hyper["weight_decay"]
+        step = _rounded(lr64, dtype)
+        return (lr64, decay, 1.0 - hyper["beta1"], 1.0 - hyper["beta2"], step, float(hyper["maximize"]))
+
+    def call(
+        self,
+        ps: Sequence[Tensor],
+        gs: Sequence[Tensor],
+        ms: Sequence[Tensor],
+        numels: Sequence[int],
+        scalars: tuple[float, ...],
+    ) -> None:
+        """Update the triples in place; each is contiguous (or dense in one shared layout) with ``numels[i]`` >= 1."""
+        n = len(ps)
+        if n == 0:
+            return
+        arrays = [(ctypes.c_void_p * n)(*map(Tensor.data_ptr, ts)) for ts in (ps, gs, ms)]
+        sizes = (ctypes.c_int64 * n)(*numels)
+        lr64, decay, w1, w2, step, maximize = scalars
+        self._function(
+            n,
+            *arrays,
+            sizes,
+            lr64,
+            decay,
+            w1,
+            w2,
+            step,
+            int(self.caution),
+            int(maximize),
+            torch.get_num_threads(),
+            _BIG,
+        )
