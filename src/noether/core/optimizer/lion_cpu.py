@@ -14,8 +14,8 @@ per-element math is that of ``lion._single_tensor_lion`` with the same roundings
     p  := round(pd - u * step)                one rounding: u * step is exact
     m  := round(lerp(m, g, w2))               w2 = 1 - beta2
 
-``round`` is to the parameter's dtype (a no-op for float32 and float64, which compute in their own dtype; bfloat16 and
-float16 compute in float32). The source is compiled with ``-ffp-contract=off`` so that the only fused multiply-adds
+``round`` is to the parameter's dtype (a no-op for float32 and float64, which compute in their own dtype; bfloat16
+computes in float32). The source is compiled with ``-ffp-contract=off`` so that the only fused multiply-adds
 are the explicit ``fma`` calls of the lerp, as in ATen's vectorised CPU kernels. With ``caution``, a tensor split
 between threads is counted first (each thread its half), then updated; a small tensor is counted and updated by one
 thread while it is still in that core's cache.
