@@ -60,6 +60,7 @@ import torch
 from torch import Tensor
 
 from noether.core.optimizer.lion import _single_tensor_lion
+from noether.core.optimizer.lion_cpu import C_DTYPES, CpuKernelBuildError, CpuLionKernel
 
 __all__ = ["FusedLionCompileError"]
 
@@ -413,8 +414,6 @@ def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _Ker
     """
     backend = _CPU_KERNEL if device.type == "cpu" else "inductor"
     if backend == "c":
-        from noether.core.optimizer.lion_cpu import C_DTYPES
-
         backend = "c" if dtype in C_DTYPES else "inductor"
     key = (device, dtype, caution, backend)
     kernel = _KERNELS.get(key)
@@ -429,8 +428,6 @@ def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _Ker
 
 def _build_kernel(device: torch.device, dtype: torch.dtype, caution: bool, backend: str) -> _Kernel:
     if backend == "c":
-        from noether.core.optimizer.lion_cpu import CpuKernelBuildError, CpuLionKernel
-
         try:
             return CpuLionKernel(dtype, caution)
         except CpuKernelBuildError as exc:
