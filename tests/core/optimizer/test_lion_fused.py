@@ -325,10 +325,32 @@ def test_caution_sends_tensors_past_the_int32_count_to_the_reference(monkeypatch
         sent.clear()
         assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=True, maximize=False)
         assert sorted(sent) == sorted(n for n in (torch.Size(s).numel() for s in shapes) if n > 100 or n == 1)
+    # The same through the general path (a transposed tensor is not contiguous): a 7x20 tensor past the limit, one
+    # below it, a single element.
+    ps, gs, ms = make_params(torch.float32, seed=16, shapes=[(20, 7), (9, 11), (1,)])
+    ps, gs, ms = ([t[0].t(), t[1], t[2]] for t in (ps, gs, ms))
+    sent.clear()
+    assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=True, maximize=False)
+    assert sorted(sent) == [1, 140]
     ps, gs, ms = make_params(torch.float32, seed=15, shapes=[(10,), (101,)])
     sent.clear()
     assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=False, maximize=False)
     assert sent == []  # without caution there is no count: every size goes to the kernel
+
+
+def test_tensor_subclasses_alone_build_no_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Subclasses (DTensor under FSDP2) go to the single-tensor kernel; a group of nothing else must not pay for
+    # building a kernel it never calls (a 10 s compile for the inductor kernel).
+    class Sub(Tensor):
+        pass
+
+    monkeypatch.setattr(lion_fused, "_KERNELS", {})
+    ps, gs, ms = (
+        [torch.Tensor._make_subclass(Sub, t) for t in ts]
+        for ts in make_params(torch.float32, seed=19, shapes=[(30,), (4, 5)])
+    )
+    assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=True, maximize=False)
+    assert lion_fused._KERNELS == {}
 
 
 def test_lion_fused_true_matches_foreach_false_over_7_steps() -> None:

@@ -603,12 +603,11 @@ def _general_fused_lion(
     for (device, dtype), ((ps, gs, ms), indices) in groups.items():
         if not (dtype.is_floating_point or dtype.is_complex):
             raise ValueError(f"fused Lion: parameter {indices[0]} has dtype {dtype}; Lion needs floating params")
-        kernel = _get_kernel(device, _real_dtype(dtype), hyper["caution"])
-        limit = kernel.max_numel
         flat_p: list[Tensor] = []
         flat_g: list[Tensor] = []
         flat_m: list[Tensor] = []
         numels: list[int] = []
+        originals: list[tuple[Tensor, Tensor, Tensor]] = []
         for i, p_, g_, m_ in zip(indices, ps, gs, ms, strict=True):
             assert p_ is not None and g_ is not None and m_ is not None
             p, g, m = p_, g_, m_
@@ -623,9 +622,9 @@ def _general_fused_lion(
             ):
                 raise _mismatch(i, p, g, m)
             n = p.numel() * (2 if dtype.is_complex else 1)
-            if type(p) not in _PLAIN or type(g) not in _PLAIN or type(m) not in _PLAIN or n == 1 or n > limit:
+            if type(p) not in _PLAIN or type(g) not in _PLAIN or type(m) not in _PLAIN or n == 1:
                 # Subclasses (e.g. DTensor) are not flattened into a kernel written for plain storage; a single
-                # element would specialise the compiled graph; see _CAUTION_MAX_NUMEL.
+                # element would specialise the compiled graph.
                 rest[0].append(p_)
                 rest[1].append(g_)
                 rest[2].append(m_)
@@ -639,12 +638,23 @@ def _general_fused_lion(
                 flat_g.append(g)
                 flat_m.append(m)
                 numels.append(n)
+                originals.append((p_, g_, m_))
             else:
                 rest[0].append(p_)
                 rest[1].append(g_)
                 rest[2].append(m_)
-        if flat_p:
-            plans.append((kernel, device, _real_dtype(dtype), flat_p, flat_g, flat_m, numels))
+        if not flat_p:
+            continue  # e.g. only DTensors: no kernel is built for nothing
+        kernel = _get_kernel(device, _real_dtype(dtype), hyper["caution"])
+        if max(numels) > kernel.max_numel:  # see _CAUTION_MAX_NUMEL: the reference kernel takes those
+            keep = [j for j, n in enumerate(numels) if n <= kernel.max_numel]
+            for j, n in enumerate(numels):
+                if n > kernel.max_numel:
+                    for target, tensor in zip(rest, originals[j], strict=True):
+                        target.append(tensor)
+            flat_p, flat_g, flat_m = ([xs[j] for j in keep] for xs in (flat_p, flat_g, flat_m))
+            numels = [numels[j] for j in keep]
+        plans.append((kernel, device, _real_dtype(dtype), flat_p, flat_g, flat_m, numels))
     for kernel, device, dtype, flat_p, flat_g, flat_m, numels in plans:
         kernel.call(flat_p, flat_g, flat_m, numels, kernel.scalars(hyper, dtype, device))
     if rest[0]:
