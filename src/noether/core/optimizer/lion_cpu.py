@@ -33,9 +33,9 @@ import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -201,8 +201,39 @@ def _machine_tag() -> str:
 
 
 def _cache_dir() -> Path:
-    user = os.environ.get("USER") or str(os.getuid() if hasattr(os, "getuid") else "user")
-    return Path(os.environ.get("NOETHER_CACHE_DIR", Path(tempfile.gettempdir()) / f"noether_optim_{user}"))
+    """``$NOETHER_CACHE_DIR``, else ``noether_optim`` in the user's cache folder (``$XDG_CACHE_HOME`` or ``~/.cache``).
+
+    Not a predictable name in the shared temp folder: another user could create it first and plant a library there.
+    """
+    configured = os.environ.get("NOETHER_CACHE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "noether_optim"
+
+
+def _check_private(path: Path, what: str) -> None:
+    """Refuse to load code from ``path`` unless only this user can have written it.
+
+    The library is loaded into the process, so whoever can write the folder or the file can run code as this user.
+    Symbolic links are followed: one planted by somebody else leads to a folder or file that fails the check.
+
+    Raises:
+        CpuKernelBuildError: ``path`` is owned by another user, or writable by group or others.
+    """
+    if not hasattr(os, "getuid"):  # no POSIX owners (Windows): nothing to compare against
+        return
+    info = os.stat(path)
+    problem = None
+    if info.st_uid != os.getuid():
+        problem = f"is owned by uid {info.st_uid}, not by this user (uid {os.getuid()})"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = f"is writable by group or others (mode {stat.S_IMODE(info.st_mode):o})"
+    if problem:
+        raise CpuKernelBuildError(
+            f"the {what} {path} {problem}; refusing to load a compiled kernel from it (set NOETHER_CACHE_DIR to a "
+            "folder only you can write)"
+        )
 
 
 def _build() -> ctypes.CDLL:
@@ -219,8 +250,9 @@ def _build_and_load() -> ctypes.CDLL:
     key = hashlib.sha256("\0".join([_SOURCE, " ".join(_FLAGS), cc, version, _machine_tag()]).encode()).hexdigest()
     directory = _cache_dir()
     library = directory / f"lion_cpu_{key[:24]}.so"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_private(directory, "cache folder")
     if not library.exists():
-        directory.mkdir(parents=True, exist_ok=True)
         source = directory / f"lion_cpu_{key[:24]}.{os.getpid()}.c"
         partial = directory / f"lion_cpu_{key[:24]}.{os.getpid()}.so"
         source.write_text(_SOURCE)
@@ -228,10 +260,12 @@ def _build_and_load() -> ctypes.CDLL:
             result = subprocess.run([cc, *_FLAGS, str(source), "-o", str(partial)], capture_output=True, text=True)
             if result.returncode != 0:
                 raise CpuKernelBuildError(f"{cc} failed: {result.stderr.strip()[-2000:]}")
+            os.chmod(partial, 0o700)  # whatever the umask: _check_private refuses a group-writable library
             os.replace(partial, library)  # atomic: a concurrent process sees no half-written library
         finally:
             source.unlink(missing_ok=True)
             partial.unlink(missing_ok=True)
+    _check_private(library, "kernel library")
     lib = ctypes.CDLL(str(library))
     pointer = ctypes.c_void_p
     for name in _DTYPES.values():
