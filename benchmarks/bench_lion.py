@@ -4,8 +4,8 @@ Every figure is measured in the same run on the same parameters and gradients (n
 
 * workloads: ``many`` (~290 transformer-like fp32 tensors, ~5M elements), ``big`` (10 fp32 tensors of 5M elements),
   ``many-bf16`` (the ``many`` shapes in bfloat16) and, on request, ``big-bf16``;
-* implementations: noether ``Lion`` with ``foreach=False``, ``foreach=True``, the default and ``fused=True`` (with and
-  without caution); the timm-style foreach sequence and the lucidrains-style per-tensor loop, both written here;
+* implementations: noether ``Lion`` with ``foreach=False``, ``foreach=True``, the default (on CPU the C kernel where
+  it builds) and ``fused=True`` (with and without caution); the timm-style foreach sequence and the lucidrains-style per-tensor loop, both written here;
   torch ``AdamW`` (foreach and fused) and ``SGD`` (momentum, foreach);
 * columns: median ms per step, the ratio to torch's fused AdamW and to the timm-style sequence, the effective
   bandwidth (the bytes the update must move: 5 tensor passes for Lion and SGD, 7 for AdamW) against the machine's
@@ -211,6 +211,7 @@ IMPLS: list[Impl] = [
     Impl("Lion fused", _lion(fused=True), 5),
     Impl("Lion fused (inductor)", _lion_inductor(), 5),
     Impl("timm-style Lion +caution", lambda ps: TimmStyleLion(ps, caution=True).step, 5),
+    Impl("Lion foreach=True +caution", _lion(foreach=True, caution=True), 5),
     Impl("Lion default +caution", _lion(caution=True), 5),
     Impl("Lion fused +caution", _lion(fused=True, caution=True), 5),
     Impl("Lion fused (inductor) +caution", _lion_inductor(caution=True), 5),
@@ -410,6 +411,7 @@ def report(
 
 CAUTION_PAIRS = [
     ("timm-style", "timm-style Lion", "timm-style Lion +caution"),
+    ("foreach=True", "Lion foreach=True", "Lion foreach=True +caution"),
     ("default", "Lion default", "Lion default +caution"),
     ("fused", "Lion fused", "Lion fused +caution"),
     ("fused (inductor)", "Lion fused (inductor)", "Lion fused (inductor) +caution"),

@@ -76,12 +76,14 @@ def run_kernel(kernel: str, params, grads, exp_avgs, **kw) -> None:
         _single_tensor_lion(params, grads, exp_avgs, **kw)
     elif kernel == "foreach":
         lion(params, grads, exp_avgs, foreach=True, **kw)
+    elif kernel == "default":  # the C kernel where every tensor is contiguous (on CPU), else foreach
+        lion(params, grads, exp_avgs, **kw)
     else:  # blocked with tiny blocks: large tensors are cut, small ones share a block
         _multi_tensor_lion(params, grads, exp_avgs, block_numel=7, **kw)
 
 
 TOL = {torch.float64: 1e-12, torch.float32: 2e-6, torch.bfloat16: 2e-2, torch.complex64: 2e-6}
-KERNELS = ["single", "foreach", "blocked"]
+KERNELS = ["single", "foreach", "blocked", "default"]
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
@@ -288,16 +290,75 @@ def test_tensor_lr_equals_float_lr_bitwise() -> None:
         assert torch.equal(a, b)
 
 
-def test_foreach_none_dispatches_to_blocked_kernel(monkeypatch) -> None:
+def test_default_dispatch_c_kernel_on_cpu_else_blocked_foreach(monkeypatch) -> None:
+    from noether.core.optimizer import lion_fused
+
     calls = []
     monkeypatch.setattr(lion_module, "_multi_tensor_lion", lambda *a, **k: calls.append("multi"))
     monkeypatch.setattr(lion_module, "_single_tensor_lion", lambda *a, **k: calls.append("single"))
+    monkeypatch.setattr(lion_fused, "_native_cpu_lion", lambda *a, **k: calls.append("native") or True)
     args = ([torch.zeros(2)], [torch.ones(2)], [torch.zeros(2)])
     kw = {"beta1": 0.9, "beta2": 0.99, "lr": 0.1, "weight_decay": 0.0, "caution": False}
     lion(*args, **kw)
     lion(*args, foreach=False, **kw)
     lion(*args, foreach=True, **kw)
-    assert calls == ["multi", "single", "multi"]
+    lion(*args, fused=False, **kw)  # fused=False: no compiled kernel, the foreach one
+    assert calls == ["native", "single", "multi", "multi"]
+    calls.clear()
+    monkeypatch.setattr(lion_fused, "_native_cpu_lion", lambda *a, **k: calls.append("native") and False)
+    lion(*args, **kw)  # the C kernel does not apply (or cannot be built): foreach
+    assert calls == ["native", "multi"]
+
+
+def test_default_path_runs_the_c_kernel_where_it_applies(monkeypatch) -> None:
+    from noether.core.optimizer import lion_fused
+
+    used = []
+    real = lion_fused._native_kernel
+    monkeypatch.setattr(lion_fused, "_native_kernel", lambda *a: used.append(a) or real(*a))
+    multi = []
+    real_multi = lion_module._multi_tensor_lion
+    monkeypatch.setattr(lion_module, "_multi_tensor_lion", lambda *a, **k: multi.append(1) or real_multi(*a, **k))
+    kw = {"beta1": BETA1, "beta2": BETA2, "lr": 0.01, "weight_decay": 0.1, "caution": True}
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        ps, gs, ms = random_state([300, 5, 0, 1], dtype, seed=3)
+        want = [[t.clone() for t in ts] for ts in (ps, gs, ms)]
+        lion(ps, gs, ms, **kw)
+        _single_tensor_lion(*want, maximize=False, **kw)
+        for a, b in zip(ps + ms, want[0] + want[2], strict=True):
+            assert torch.equal(a, b)
+    if lion_fused._NATIVE_UNAVAILABLE:  # no C compiler here: every call went to the foreach kernel
+        assert len(multi) == 3
+    else:
+        assert [a[0] for a in used] == [torch.float32, torch.float64, torch.bfloat16] and not multi
+    # float16 (no C kernel), a non-contiguous grad, mixed dtypes: the foreach kernel, no C kernel asked for
+    used.clear()
+    multi.clear()
+    p16 = [torch.ones(4, dtype=torch.float16)]
+    lion(p16, [torch.ones(4, dtype=torch.float16)], [torch.zeros(4, dtype=torch.float16)], **kw)
+    lion([torch.ones(3, 2)], [torch.ones(2, 3).t()], [torch.zeros(3, 2)], **kw)
+    lion(
+        [torch.ones(2), torch.ones(2, dtype=torch.float64)],
+        [torch.ones(2), torch.ones(2, dtype=torch.float64)],
+        [torch.zeros(2), torch.zeros(2, dtype=torch.float64)],
+        **kw,
+    )
+    assert used == [] and len(multi) == 3
+
+
+def test_default_cpu_kernel_setting(monkeypatch) -> None:
+    from noether.core.optimizer import lion_fused
+
+    args = ([torch.zeros(2)], [torch.ones(2)], [torch.zeros(2)])
+    kw = {"beta1": 0.9, "beta2": 0.99, "lr": 0.1, "weight_decay": 0.0, "caution": False}
+    monkeypatch.setattr(lion_fused, "_native_kernel", lambda *a: pytest.fail("the C kernel was asked for"))
+    monkeypatch.setattr(lion_fused, "_DEFAULT_CPU_KERNEL", "foreach")
+    lion(*args, **kw)
+    assert torch.equal(args[0][0], -0.1 * torch.ones(2))
+    monkeypatch.setattr(lion_fused, "_DEFAULT_CPU_KERNEL", "fast")
+    with pytest.raises(ValueError, match="NOETHER_LION_DEFAULT_CPU_KERNEL='fast'; expected 'c' or 'foreach'"):
+        lion(*args, **kw)
+    assert torch.equal(args[0][0], -0.1 * torch.ones(2)) and torch.equal(args[2][0], 0.01 * torch.ones(2))
 
 
 def test_empty_lists_do_nothing() -> None:

@@ -595,3 +595,48 @@ def test_empty_and_zero_size_lists_are_no_ops() -> None:
     p = torch.empty(0, 3)
     _fused_lion([p], [torch.empty(0, 3)], [torch.empty(0, 3)], **kwargs)  # type: ignore[arg-type]
     assert p.shape == (0, 3)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the default path (neither foreach nor fused): the C kernel on CPU where it builds
+
+
+def test_default_path_without_a_c_compiler_uses_foreach_quietly_and_tries_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from noether.core.optimizer import lion_cpu
+
+    monkeypatch.setattr(lion_fused, "_KERNELS", {})
+    monkeypatch.setattr(lion_fused, "_NATIVE_UNAVAILABLE", {})
+    monkeypatch.setattr(lion_cpu, "_LIB", None)
+    monkeypatch.setenv("NOETHER_CACHE_DIR", str(tmp_path))  # nothing built yet
+    lookups = []
+    monkeypatch.setattr(lion_cpu.shutil, "which", lambda name: lookups.append(name))
+    ps, gs, _ = make_params(torch.float32, seed=21, shapes=[(30,), (4, 5)])
+    want = [[t.clone() for t in ts] for ts in (ps, gs)] + [[torch.zeros_like(p) for p in ps]]  # Lion's fresh state
+    model = [torch.nn.Parameter(p) for p in ps]
+    for p, g in zip(model, gs, strict=True):
+        p.grad = g
+    opt = Lion(model, lr=0.01, betas=BETAS, weight_decay=0.1, caution=True)
+    with caplog.at_level("INFO", logger="noether.core.optimizer.lion_fused"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # nobody asked for compiled code: no warning
+            opt.step()
+            tried = len(lookups)
+            opt.step()
+    for _ in range(2):
+        _single_tensor_lion(
+            *want, beta1=BETAS[0], beta2=BETAS[1], lr=0.01, weight_decay=0.1, caution=True, maximize=False
+        )
+    for a, b in zip(
+        [p.detach() for p in model] + [opt.state[p]["exp_avg"] for p in model], want[0] + want[2], strict=True
+    ):
+        assert torch.equal(a, b)
+    assert tried > 0 and len(lookups) == tried  # the second step does not look for a compiler again
+    assert [r.getMessage() for r in caplog.records] == [
+        "Lion: the C kernel is unavailable (no C compiler found (set CC, or install gcc)); the default path uses "
+        "foreach kernels"
+    ]
+    assert lion_fused._KERNELS == {}

@@ -222,7 +222,7 @@ def test_pickle_and_deepcopy_of_the_optimizer(how) -> None:
 # --- torch.compile ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize("foreach", [False, True, None])  # None: eager runs the C kernel, the traced step foreach
 def test_compiled_step_matches_eager(foreach) -> None:
     torch._dynamo.reset()
     models = [make_model(), make_model()]
@@ -237,7 +237,7 @@ def test_compiled_step_matches_eager(foreach) -> None:
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True)), f"step {step}"
 
 
-@pytest.mark.parametrize(("foreach", "caution"), [(True, False), (True, True), (False, True)])
+@pytest.mark.parametrize(("foreach", "caution"), [(True, False), (True, True), (False, True), (None, True)])
 def test_tensor_lr_changes_do_not_recompile(foreach, caution) -> None:
     torch._dynamo.reset()
     p = torch.nn.Parameter(torch.zeros(4))

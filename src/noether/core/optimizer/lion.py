@@ -27,7 +27,10 @@ Kernels:
   block by block, so all intermediates of a block stay in cache and no temporary is larger than one block. Large
   contiguous tensors are cut into flat blocks (with ``caution``, a first read-only pass counts the mask of the whole
   tensor).
-* ``noether.core.optimizer.lion_fused._fused_lion`` for ``fused=True``, imported only when asked for.
+* ``noether.core.optimizer.lion_fused._fused_lion`` for ``fused=True``.
+* The default (``foreach`` and ``fused`` both None): on CPU, ``lion_fused._native_cpu_lion`` runs the C kernel of
+  ``fused=True`` where it applies (plain contiguous float32/float64/bfloat16 tensors of one dtype, and a C compiler
+  to build it once per machine); everything else takes ``_multi_tensor_lion``. Same bits either way.
 """
 
 from __future__ import annotations
@@ -486,13 +489,15 @@ def lion(
         grads: Their gradients, dense, in the same order.
         exp_avgs: Their momentum buffers.
         maximize: Maximize the objective instead of minimizing it.
-        foreach: True: blocked foreach kernel; False: single-tensor kernel; None: the faster one.
+        foreach: True: blocked foreach kernel; False: single-tensor kernel; None (with ``fused`` None): on CPU the C
+            kernel where it applies and builds, else the blocked foreach kernel.
         beta1: Interpolation weight of the update direction, in [0, 1).
         beta2: Decay of the momentum, in [0, 1).
         lr: Learning rate, a finite number >= 0 or a 1-element tensor.
         weight_decay: Decoupled weight decay coefficient, finite and >= 0.
         caution: Mask out the update where its sign disagrees with the gradient, rescaled by the mask's mean.
-        fused: True: the fused kernel of ``noether.core.optimizer.lion_fused``. Exclusive with ``foreach``.
+        fused: True: the fused kernel of ``noether.core.optimizer.lion_fused``; False: never a compiled kernel.
+            Exclusive with ``foreach``.
 
     Raises:
         ValueError: On a bad hyperparameter, mismatched list lengths, or ``foreach`` and ``fused`` both True.
@@ -555,6 +560,12 @@ def _dispatch(
             maximize=maximize,
         )
         return
+    if foreach is None and fused is None and not torch.compiler.is_compiling() and not is_scripting():
+        from noether.core.optimizer.lion_fused import _native_cpu_lion  # type: ignore[import-not-found,unused-ignore]
+
+        hyper = {"beta1": beta1, "beta2": beta2, "lr": lr, "weight_decay": weight_decay, "caution": caution}
+        if _native_cpu_lion(params, grads, exp_avgs, {**hyper, "maximize": maximize}):
+            return
     if foreach is None:
         foreach = _default_to_foreach()
     if foreach and is_scripting():
@@ -606,8 +617,11 @@ class Lion(Optimizer):
             weight_decay: Decoupled weight decay coefficient, finite and >= 0.
             caution: Apply caution: zero the update where its sign disagrees with the gradient.
             maximize: Maximize the objective instead of minimizing it.
-            foreach: True: blocked foreach kernel; False: single-tensor kernel; None: the faster one.
-            fused: True: the fused kernel (``noether.core.optimizer.lion_fused``). Exclusive with ``foreach``.
+            foreach: True: blocked foreach kernel; False: single-tensor kernel; None (with ``fused`` None): on CPU
+                the C kernel of ``fused=True`` where it applies and builds (once per machine), else the blocked foreach
+                kernel; same bits either way (see ``docs/lion.md``).
+            fused: True: the fused kernel (``noether.core.optimizer.lion_fused``); False: never a compiled kernel.
+                Exclusive with ``foreach``.
 
         Raises:
             ValueError: On any invalid hyperparameter or integer parameter, naming it.

@@ -2,7 +2,9 @@
 
 ``Lion(..., fused=True)`` calls :func:`_fused_lion` with the raw lists of one param group. CPU tensors of float32,
 float64 and bfloat16 go to the C kernel of :mod:`noether.core.optimizer.lion_cpu` (``NOETHER_FUSED_LION_CPU=inductor``
-selects the kernel below instead); everything else, CUDA included, to the inductor kernel described here. For every
+selects the kernel below instead); everything else, CUDA included, to the inductor kernel described here.
+``Lion(...)`` without ``foreach``/``fused`` calls :func:`_native_cpu_lion`, which runs the same C kernel on CPU where
+it applies and can be built, and otherwise leaves the step to the blocked foreach kernel. For every
 parameter it computes, in one loop that reads ``p``, ``g`` and ``m`` once and writes ``p`` and ``m``
 once (SPEC section 2, decision 22)::
 
@@ -48,6 +50,7 @@ Design (why it looks like this):
 from __future__ import annotations
 
 import contextlib
+import logging
 import operator
 import os
 import threading
@@ -63,6 +66,8 @@ from noether.core.optimizer.lion import _single_tensor_lion
 from noether.core.optimizer.lion_cpu import C_DTYPES, CpuKernelBuildError, CpuLionKernel
 
 __all__ = ["FusedLionCompileError"]
+
+logger = logging.getLogger(__name__)
 
 # Tensors per compiled call. Larger chunks mean fewer calls (less Python per step) but a longer one-off
 # compile; 16 keeps the cold compile under 15 s on 2 cores and the per-step overhead under ~0.5 ms for
@@ -437,6 +442,71 @@ def _build_kernel(device: torch.device, dtype: torch.dtype, caution: bool, backe
     elif backend != "inductor":
         raise ValueError(f"NOETHER_FUSED_LION_CPU={backend!r}; expected 'c' or 'inductor'")
     return _ChunkKernel(device, dtype, caution)
+
+
+_DEFAULT_CPU_KERNEL = os.environ.get("NOETHER_LION_DEFAULT_CPU_KERNEL", "c")
+"""Which kernel ``Lion`` without ``foreach``/``fused`` uses for CPU tensors: ``"c"`` (``lion_cpu`` where it builds,
+else the blocked foreach kernel; the default) or ``"foreach"`` (never compiles anything)."""
+
+_NATIVE_UNAVAILABLE: dict[tuple[torch.dtype, bool], str] = {}
+"""Why the C kernel could not be built, per (dtype, caution): the default path does not try again in this process."""
+
+
+def _native_kernel(dtype: torch.dtype, caution: bool) -> _Kernel | None:
+    """The C kernel for the default path, or None where it cannot be built (then the caller runs the foreach kernel).
+
+    Unlike ``fused=True`` nobody asked for compiled code here, so a failure is logged (once), not warned about.
+    """
+    key = (torch.device("cpu"), dtype, caution, "c")
+    kernel = _KERNELS.get(key)
+    if kernel is not None or (dtype, caution) in _NATIVE_UNAVAILABLE:
+        return kernel
+    with _KERNELS_LOCK:
+        kernel = _KERNELS.get(key)
+        if kernel is None and (dtype, caution) not in _NATIVE_UNAVAILABLE:
+            try:
+                kernel = _KERNELS[key] = CpuLionKernel(dtype, caution)
+            except CpuKernelBuildError as exc:
+                _NATIVE_UNAVAILABLE[(dtype, caution)] = str(exc)
+                logger.info("Lion: the C kernel is unavailable (%s); the default path uses foreach kernels", exc)
+    return kernel
+
+
+def _native_cpu_lion(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], hyper: dict[str, Any]) -> bool:
+    """The default path's CPU step with the C kernel, if it applies; False (nothing done) if it does not.
+
+    It applies to lists of plain contiguous CPU tensors of one dtype the C kernel has (float32, float64, bfloat16),
+    unless ``NOETHER_LION_DEFAULT_CPU_KERNEL=foreach``, once the kernel builds (once per machine) and passes its
+    self-check. The result is bit-identical to the foreach and single-tensor kernels, so the choice never shows in
+    the numbers. Callers keep traced and scripted code away from it.
+    """
+    if _DEFAULT_CPU_KERNEL != "c":
+        if _DEFAULT_CPU_KERNEL != "foreach":
+            raise ValueError(f"NOETHER_LION_DEFAULT_CPU_KERNEL={_DEFAULT_CPU_KERNEL!r}; expected 'c' or 'foreach'")
+        return False
+    if not params or not params[0].is_cpu or params[0].dtype not in C_DTYPES:
+        return False
+    if _uniform_contiguous(params, grads, exp_avgs) is None:  # mixed dtypes, layouts, subclasses, bad triples, ...
+        return False
+    dtype = params[0].dtype
+    kernel = _native_kernel(dtype, hyper["caution"])
+    if kernel is None:
+        return False
+    with torch.no_grad():
+        numels = list(map(Tensor.numel, params))
+        if min(numels) > 0:
+            kernel.call(params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, params[0].device))
+        else:  # 0-size tensors have nothing to update (and no storage to point at)
+            keep = [i for i, n in enumerate(numels) if n > 0]
+            if keep:
+                kernel.call(
+                    [params[i] for i in keep],
+                    [grads[i] for i in keep],
+                    [exp_avgs[i] for i in keep],
+                    [numels[i] for i in keep],
+                    kernel.scalars(hyper, dtype, params[0].device),
+                )
+    return True
 
 
 def _real_dtype(dtype: torch.dtype) -> torch.dtype:
