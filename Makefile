@@ -1,4 +1,4 @@
-# Everything lives in a project-local virtual environment (.venv); nothing outside the checkout is touched.
+# Everything lives in a project-local virtual environment (.venv), kernel caches included.
 # torch is pinned to the CPU wheel this machine has on disk: a bare "torch" pulls a multi-GB CUDA build.
 PYTHON ?= python3
 VENV ?= .venv
@@ -6,6 +6,9 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 LINT_DIRS := $(wildcard src tests benchmarks examples) docs/conf.py docs/_ext
 STAMP := $(VENV)/.installed
+# Compiled kernels (Lion's C kernel, inductor's) are cached inside the venv too, unless the caller chose a folder.
+export NOETHER_CACHE_DIR ?= $(CURDIR)/$(VENV)/cache/noether
+export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/$(VENV)/cache/inductor
 
 .PHONY: venv demo test lint docs bench clean
 
