@@ -498,15 +498,23 @@ def _native_cpu_lion(params: list[Tensor], grads: list[Tensor], exp_avgs: list[T
             kernel.call(params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, params[0].device))
         else:  # 0-size tensors have nothing to update (and no storage to point at)
             keep = [i for i, n in enumerate(numels) if n > 0]
-            if keep:
-                kernel.call(
-                    [params[i] for i in keep],
-                    [grads[i] for i in keep],
-                    [exp_avgs[i] for i in keep],
-                    [numels[i] for i in keep],
-                    kernel.scalars(hyper, dtype, params[0].device),
-                )
+            _call_some(kernel, keep, params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, params[0].device))
     return True
+
+
+def _call_some(
+    kernel: _Kernel,
+    keep: list[int],
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    numels: list[int],
+    scalars: Any,
+) -> None:
+    """Run ``kernel`` on the triples at the indices ``keep`` (nothing if there are none)."""
+    if keep:
+        ps, gs, ms = ([xs[i] for i in keep] for xs in (params, grads, exp_avgs))
+        kernel.call(ps, gs, ms, [numels[i] for i in keep], scalars)
 
 
 def _real_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -646,13 +654,7 @@ def _fused_lion(
         big = [i for i, n in enumerate(numels) if 1 < n <= limit]
         one = [i for i, n in enumerate(numels) if n == 1 or n > limit]
         if big:
-            kernel.call(
-                [params[i] for i in big],
-                [grads[i] for i in big],
-                [exp_avgs[i] for i in big],
-                [numels[i] for i in big],
-                kernel.scalars(hyper, dtype, device),
-            )
+            _call_some(kernel, big, params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, device))
         if one:
             _single_tensor_lion([params[i] for i in one], [grads[i] for i in one], [exp_avgs[i] for i in one], **hyper)
 
