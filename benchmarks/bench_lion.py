@@ -5,8 +5,8 @@ Every figure is measured in the same run on the same parameters and gradients (n
 * workloads: ``many`` (~290 transformer-like fp32 tensors, ~5M elements), ``big`` (10 fp32 tensors of 5M elements),
   ``many-bf16`` (the ``many`` shapes in bfloat16) and, on request, ``big-bf16``;
 * implementations: noether ``Lion`` with ``foreach=False``, ``foreach=True``, the default (on CPU the C kernel where
-  it builds) and ``fused=True`` (with and without caution); the timm-style foreach sequence and the lucidrains-style per-tensor loop, both written here;
-  torch ``AdamW`` (foreach and fused) and ``SGD`` (momentum, foreach);
+  it builds) and ``fused=True`` (with and without caution); the timm-style foreach sequence and the lucidrains-style
+  per-tensor loop, both written here; torch ``AdamW`` (foreach and fused) and ``SGD`` (momentum, foreach);
 * columns: median ms per step, the ratio to torch's fused AdamW and to the timm-style sequence, the effective
   bandwidth (the bytes the update must move: 5 tensor passes for Lion and SGD, 7 for AdamW) against the machine's
   streaming bandwidth (copy and triad measured in this run), the peak transient memory of a step (RSS high-water
