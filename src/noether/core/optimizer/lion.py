@@ -545,43 +545,30 @@ def _dispatch(
     caution: bool,
 ) -> None:
     """Run the kernel ``fused`` / ``foreach`` select, on inputs the caller has already validated."""
+    hyper: dict[str, Any] = {
+        "beta1": beta1,
+        "beta2": beta2,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "caution": caution,
+        "maximize": maximize,
+    }
     if fused:
         from noether.core.optimizer.lion_fused import _fused_lion  # type: ignore[import-not-found,unused-ignore]
 
-        _fused_lion(
-            params,
-            grads,
-            exp_avgs,
-            beta1=beta1,
-            beta2=beta2,
-            lr=lr,
-            weight_decay=weight_decay,
-            caution=caution,
-            maximize=maximize,
-        )
+        _fused_lion(params, grads, exp_avgs, **hyper)
         return
     if foreach is None and fused is None and not torch.compiler.is_compiling() and not is_scripting():
         from noether.core.optimizer.lion_fused import _native_cpu_lion  # type: ignore[import-not-found,unused-ignore]
 
-        hyper = {"beta1": beta1, "beta2": beta2, "lr": lr, "weight_decay": weight_decay, "caution": caution}
-        if _native_cpu_lion(params, grads, exp_avgs, {**hyper, "maximize": maximize}):
+        if _native_cpu_lion(params, grads, exp_avgs, hyper):
             return
     if foreach is None:
         foreach = _default_to_foreach()
     if foreach and is_scripting():
         raise RuntimeError("lion: torch.jit.script does not support foreach optimizers; pass foreach=False")
     kernel = _multi_tensor_lion if foreach else _single_tensor_lion
-    kernel(
-        params,
-        grads,
-        exp_avgs,
-        beta1=beta1,
-        beta2=beta2,
-        lr=lr,
-        weight_decay=weight_decay,
-        caution=caution,
-        maximize=maximize,
-    )
+    kernel(params, grads, exp_avgs, **hyper)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
