@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from noether.core.factory.base import Factory
-from noether.core.factory.utils import class_constructor_from_class_path
+from noether.core.factory.utils import KindResolutionError, class_constructor_from_class_path
 from noether.core.optimizer.optimizer_wrapper import OptimizerWrapper
 from noether.core.optimizer.param_group_modifiers.base import ParamGroupModifierBase
 from noether.core.schemas.optimizers import OptimizerConfig
@@ -88,6 +88,12 @@ class OptimizerFactory(Factory):
         if obj.kind is None:
             raise ValueError("OptimizerConfig.kind is not set: name the optimizer class, e.g. 'torch.optim.AdamW'")
         optimizer_class = class_constructor_from_class_path(obj.kind, base=torch.optim.Optimizer)
+        if issubclass(optimizer_class, OptimizerWrapper):
+            # The wrapper is a torch optimizer too, but it wraps one: it cannot be the optimizer it wraps.
+            raise KindResolutionError(
+                f"kind {obj.kind!r} is the OptimizerWrapper (or a subclass of it); name the torch optimizer it should "
+                "wrap, e.g. 'torch.optim.AdamW'"
+            )
         torch_kwargs = optimizer_kwargs_for(optimizer_class, obj)
         ctor: Any = functools.partial(optimizer_class, **torch_kwargs) if torch_kwargs else optimizer_class
         wrapper_config = OptimizerConfig(**obj.return_optim_wrapper_args())

@@ -2,6 +2,7 @@
 
 from noether.core.optimizer.checkpoint import LoadReport
 from noether.core.optimizer.lion import Lion
+from noether.core.optimizer.lr_scheduler import ScheduleLR
 from noether.core.optimizer.optimizer_wrapper import OptimizerWrapper
 from noether.core.optimizer.param_group_modifiers import (
     LayerwiseLrDecayModifier,
@@ -17,5 +18,6 @@ __all__ = [
     "LrScaleByNameModifier",
     "OptimizerWrapper",
     "ParamGroupModifierBase",
+    "ScheduleLR",
     "WeightDecayByNameModifier",
 ]

@@ -47,9 +47,18 @@ def test_epoch_interval_with_end_not_a_multiple_of_the_epoch() -> None:
         counter.cur_iteration.epoch = epoch
         values.append(wrapper.get_value())
     assert values == pytest.approx([0.0, 0.5, 1.0])
-    counter.cur_iteration.epoch = 5
-    with pytest.raises(ValueError, match="epoch 5 is past the end"):
-        wrapper.get_value()
+
+
+def test_past_the_end_holds_the_final_value_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    for interval, field in (("update", "update"), ("epoch", "epoch")):
+        counter = _counter(TrainingIteration(update=10))
+        wrapper = ScheduleWrapper(_linear(), counter, interval=interval)
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            for position in (11, 12, 50):
+                setattr(counter.cur_iteration, field, position)
+                assert wrapper.get_value() == 1.0, (interval, position)
+        assert len([r for r in caplog.records if "final value" in r.getMessage()]) == 1, interval
 
 
 def test_resume_continues_the_same_curve() -> None:

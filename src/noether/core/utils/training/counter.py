@@ -60,6 +60,28 @@ class UpdateCounter:
             )
         self.cur_iteration = start_iteration.copy()
 
+    @classmethod
+    def from_total_updates(
+        cls, total_updates: int, updates_per_epoch: int | None = None, effective_batch_size: int = 1
+    ) -> UpdateCounter:
+        """A counter for a run of ``total_updates`` optimizer updates, starting at update 0.
+
+        For loops that only know their number of steps: ``OptimizerWrapper(..., update_counter=counter)`` with
+        ``counter = UpdateCounter.from_total_updates(1000)``. The whole run is one epoch unless
+        ``updates_per_epoch`` says otherwise; each update counts ``effective_batch_size`` samples.
+
+        Raises:
+            ValueError: If ``total_updates`` is not an int >= 1 (or a count below is < 1).
+        """
+        if isinstance(total_updates, bool) or not isinstance(total_updates, int) or total_updates < 1:
+            raise ValueError(f"total_updates must be an int >= 1, got {total_updates!r}")
+        return cls(
+            start_iteration=TrainingIteration(0, 0, 0),
+            end_iteration=TrainingIteration(update=total_updates),
+            updates_per_epoch=total_updates if updates_per_epoch is None else updates_per_epoch,
+            effective_batch_size=effective_batch_size,
+        )
+
     @property
     def epoch(self) -> int:
         """The current epoch."""
@@ -104,6 +126,25 @@ class UpdateCounter:
     def add_samples(self, num_samples: int) -> None:
         """Advance the sample count by ``num_samples``."""
         self.cur_iteration.sample = self.sample + num_samples
+
+    def advance(self) -> None:
+        """One optimizer update done: the update, the samples and, at an epoch boundary, the epoch advance.
+
+        The three bookkeeping calls of a training loop in one.
+        """
+        self.set_update(self.update + 1)
+
+    def set_update(self, update: int) -> None:
+        """Move to ``update`` (>= 0), with the epoch and sample that follow from it.
+
+        Raises:
+            ValueError: If ``update`` is negative.
+        """
+        if update < 0:
+            raise ValueError(f"update must be >= 0, got {update}")
+        self.cur_iteration = TrainingIteration(update=update).to_fully_specified(
+            self.updates_per_epoch, self.effective_batch_size
+        )
 
     def __repr__(self) -> str:
         return (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Literal
 
@@ -13,6 +14,8 @@ __all__ = ["ScheduleWrapper"]
 
 _INTERVALS = ("update", "epoch")
 
+logger = logging.getLogger(__name__)
+
 
 class ScheduleWrapper:
     """A schedule bound to a run: :meth:`get_value` gives the value at the counter's current position.
@@ -23,7 +26,9 @@ class ScheduleWrapper:
     with ``L`` the index of the last epoch the step is ``epoch * updates_per_epoch`` out of
     ``L * updates_per_epoch + 1`` steps.
 
-    Positions are absolute, so a run resumed from a checkpoint continues the same curve.
+    Positions are absolute, so a run resumed from a checkpoint continues the same curve. Past the end of the run
+    (a framework that steps once more, a loop that runs longer than its counter says) the schedule holds its final
+    value, with one warning per wrapper, rather than stopping the run.
 
     Args:
         schedule: The schedule.
@@ -45,13 +50,14 @@ class ScheduleWrapper:
         self.schedule = schedule
         self.update_counter = update_counter
         self.interval = interval
+        self._warned_past_end = False
 
     def get_value(self) -> float:
         """The schedule's value at the counter's current position.
 
         Raises:
             ValueError: Without a counter, if the schedule is not constant; with one, if the position it needs is
-                not set, or lies past the end of the run.
+                not set.
         """
         counter = self.update_counter
         if counter is None:
@@ -65,19 +71,41 @@ class ScheduleWrapper:
         if self.interval == "update":
             if current.update is None or end.update is None:
                 raise ValueError(f"interval 'update' needs the current and end update, got {current!r} / {end!r}")
-            return self.schedule.get_value(current.update, end.update)
+            update = current.update
+            if update > end.update:
+                self._warn_past_end(f"update {update}", f"the last update is {end.update}")
+                update = end.update
+            return self.schedule.get_value(update, end.update)
         if current.epoch is None or end.update is None:
             raise ValueError(f"interval 'epoch' needs the current epoch and end update, got {current!r} / {end!r}")
-        return self.schedule.get_value(*self._epoch_position(current.epoch, end.update, counter.updates_per_epoch))
+        epoch = current.epoch
+        last_epoch = self._last_epoch(end.update, counter.updates_per_epoch)
+        if epoch > last_epoch + 1:
+            self._warn_past_end(f"epoch {epoch}", f"the last epoch is {last_epoch}")
+            epoch = last_epoch + 1
+        return self.schedule.get_value(*self._epoch_position(epoch, end.update, counter.updates_per_epoch))
+
+    def _warn_past_end(self, position: str, end: str) -> None:
+        if not self._warned_past_end:
+            self._warned_past_end = True
+            logger.warning(
+                "%s: the run is at %s but %s; holding the schedule's final value from here on (is the run longer "
+                "than its UpdateCounter, or does the loop advance the counter twice?)",
+                self,
+                position,
+                end,
+            )
+
+    @staticmethod
+    def _last_epoch(end_update: int, updates_per_epoch: int) -> int:
+        return max(0, math.ceil(end_update / updates_per_epoch) - 1)
 
     @staticmethod
     def _epoch_position(epoch: int, end_update: int, updates_per_epoch: int) -> tuple[int, int]:
         # The original used (epoch * upe, end_epoch * upe): the last epoch then never got the final value. Here the
         # last epoch L (the one containing the final update) sits on the last step of L * upe + 1 steps.
-        last_epoch = max(0, math.ceil(end_update / updates_per_epoch) - 1)
+        last_epoch = ScheduleWrapper._last_epoch(end_update, updates_per_epoch)
         total_steps = last_epoch * updates_per_epoch + 1
-        if epoch > last_epoch + 1:
-            raise ValueError(f"epoch {epoch} is past the end of the run (last epoch {last_epoch})")
         # After the last epoch has completed, the counter reads last_epoch + 1: hold the final value.
         return min(epoch * updates_per_epoch, total_steps), total_steps
 
