@@ -232,3 +232,21 @@ def test_names_stay_raw_when_dropping_prefixes_would_merge_two_parameters() -> N
     model.weight = torch.nn.Parameter(torch.ones(2, 2))  # 'weight' and 'module.weight' would both become 'weight'
     names = set(wrap(model).param_idx_to_name.to_backward())
     assert names == {"module.weight", "module.bias", "weight"}
+
+
+def test_colliding_group_names_get_more_digits_and_the_others_stay_identical() -> None:
+    from noether.core.optimizer.param_groups import distinct_group_names, group_name
+
+    groups = [{"lr_scale": 0.98**k} for k in range(48)] + [{"weight_decay": 1e-5}, {}]
+    names = distinct_group_names(groups)
+    assert len(set(names)) == len(names) == 50
+    assert names[-2:] == ["weight_decay=1e-05", "default"]  # no collision: byte-identical to the original
+    one_digit = [group_name(group) for group in groups]
+    unique = [name for name in one_digit if one_digit.count(name) == 1]
+    for name in unique:
+        assert name in names
+    collided = [index for index, name in enumerate(one_digit) if one_digit.count(name) > 1]
+    assert collided  # the one-digit rendering alone gives fewer names than groups
+    for index in collided:
+        assert names[index] != one_digit[index]
+        assert float(names[index].split("=")[1]) == pytest.approx(groups[index]["lr_scale"], rel=0.05)

@@ -8,6 +8,7 @@ framework (the names are metric keys).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -18,15 +19,15 @@ from noether.core.optimizer.param_names import normalize_param_name, normalized_
 from noether.core.utils.bidict import Bidict
 from noether.core.utils.logging.formatting import float_to_scientific_notation
 
-__all__ = ["build_param_groups", "group_name", "no_weight_decay_names", "parameter_properties"]
+__all__ = ["build_param_groups", "distinct_group_names", "group_name", "no_weight_decay_names", "parameter_properties"]
 
 _RESERVED_KEYS = ("params", "name")
 logger = logging.getLogger(__name__)
 
 
-def _format_value(key: str, value: Any) -> str:
+def _format_value(key: str, value: Any, precision: int = 1) -> str:
     if isinstance(value, float):
-        return "0" if value == 0.0 else float_to_scientific_notation(value, max_precision=1, remove_plus=True)
+        return "0" if value == 0.0 else float_to_scientific_notation(value, max_precision=precision, remove_plus=True)
     if isinstance(value, int):  # bool included: renders as True/False
         return str(value)
     raise NotImplementedError(
@@ -35,14 +36,34 @@ def _format_value(key: str, value: Any) -> str:
     )
 
 
-def group_name(properties: dict[str, Any]) -> str:
+def group_name(properties: dict[str, Any], precision: int = 1) -> str:
     """The group name: ``key=value`` for each property except ``params``, in order, joined by ``&``.
 
-    Floats render as ``0`` when exactly 0.0, else in 1-digit scientific notation (``lr_scale=1.0e-01``,
-    ``weight_decay=1e-05``); ints and bools with ``str``. A group without properties is ``default``.
+    Floats render as ``0`` when exactly 0.0, else in scientific notation with ``precision`` significant digits (1 by
+    default: ``lr_scale=1.0e-01``, ``weight_decay=1e-05``); ints and bools with ``str``. A group without properties
+    is ``default``.
     """
-    parts = [f"{key}={_format_value(key, value)}" for key, value in properties.items() if key != "params"]
+    parts = [f"{key}={_format_value(key, value, precision)}" for key, value in properties.items() if key != "params"]
     return "&".join(parts) if parts else "default"
+
+
+def distinct_group_names(groups: Sequence[dict[str, Any]]) -> list[str]:
+    """The names of ``groups``: :func:`group_name`, with more digits only for groups whose names would collide.
+
+    Names are metric keys: two groups that differ only beyond the first digit (layer-wise decay 0.98 over many
+    layers) would share one. Colliding names are rendered again with one more digit until they differ; every name
+    that did not collide stays exactly as :func:`group_name` renders it.
+    """
+    names = [group_name(group) for group in groups]
+    precision = 1
+    while len(set(names)) < len(names) and precision < 17:
+        precision += 1
+        counts = Counter(names)
+        names = [
+            group_name(group, precision) if counts[name] > 1 else name
+            for group, name in zip(groups, names, strict=True)
+        ]
+    return names
 
 
 def no_weight_decay_names(model: torch.nn.Module) -> list[str]:
@@ -149,9 +170,7 @@ def build_param_groups(
         unmatched = [pattern for pattern in no_wd if not any(name_matches(pattern, name) for name in stripped)]
         if unmatched:
             logger.warning("no_weight_decay() names %s match no parameter of %s", unmatched, type(model).__name__)
-    named_groups = []
-    for group in groups:
-        named_groups.append({**group, "name": group_name(group)})
+    named_groups = [{**group, "name": name} for group, name in zip(groups, distinct_group_names(groups), strict=True)]
     # Saved without the prefixes DDP and torch.compile add, so checkpoints move between wrapped and plain models.
     raw_names = [name for names in group_names for name in names]
     param_idx_to_name: Bidict[int, str] = Bidict(normalized_or_raw_names(dict(enumerate(raw_names))))
