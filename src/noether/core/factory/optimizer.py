@@ -5,7 +5,8 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol, cast, overload
 
 import torch
 
@@ -14,8 +15,21 @@ from noether.core.factory.utils import KindResolutionError, class_constructor_fr
 from noether.core.optimizer.optimizer_wrapper import OptimizerWrapper
 from noether.core.optimizer.param_group_modifiers.base import ParamGroupModifierBase
 from noether.core.schemas.optimizers import OptimizerConfig
+from noether.core.utils.training.counter import UpdateCounter
 
-__all__ = ["OptimizerFactory", "ParamGroupModifierFactory", "optimizer_kwargs_for"]
+__all__ = ["OptimizerFactory", "ParamGroupModifierFactory", "WrapperBuilder", "optimizer_kwargs_for"]
+
+
+class WrapperBuilder(Protocol):
+    """What :meth:`OptimizerFactory.create` returns: call it with the model to get the wrapper."""
+
+    def __call__(
+        self,
+        model: torch.nn.Module,
+        update_counter: UpdateCounter | None = None,
+        *,
+        advance_counter: bool = False,
+    ) -> OptimizerWrapper: ...
 
 
 class ParamGroupModifierFactory(Factory):
@@ -73,7 +87,7 @@ class OptimizerFactory(Factory):
     def __init__(self) -> None:
         super().__init__(returns_partials=True)
 
-    def instantiate(self, obj: Any = None, **kwargs: Any) -> Any:
+    def instantiate(self, obj: Any = None, **kwargs: Any) -> WrapperBuilder:
         """Resolve the optimizer class and split the config into optimizer and wrapper arguments.
 
         Args:
@@ -97,10 +111,25 @@ class OptimizerFactory(Factory):
         torch_kwargs = optimizer_kwargs_for(optimizer_class, obj)
         ctor: Any = functools.partial(optimizer_class, **torch_kwargs) if torch_kwargs else optimizer_class
         wrapper_config = OptimizerConfig(**obj.return_optim_wrapper_args())
-        return functools.partial(OptimizerWrapper, torch_optim_ctor=ctor, optim_wrapper_config=wrapper_config, **kwargs)
+        return cast(
+            WrapperBuilder,
+            functools.partial(OptimizerWrapper, torch_optim_ctor=ctor, optim_wrapper_config=wrapper_config, **kwargs),
+        )
 
-    def create(self, obj: Any, **kwargs: Any) -> Any:
-        """Like :meth:`Factory.create`, but a dict is validated as an :class:`OptimizerConfig` first."""
-        if isinstance(obj, dict) and obj:
-            return self.instantiate(OptimizerConfig.model_validate(obj), **kwargs)
-        return super().create(obj, **kwargs)
+    @overload  # type: ignore[override]
+    def create(self, obj: OptimizerConfig | Mapping[str, Any], **kwargs: Any) -> WrapperBuilder: ...
+
+    @overload
+    def create(self, obj: None, **kwargs: Any) -> None: ...
+
+    def create(self, obj: OptimizerConfig | Mapping[str, Any] | None, **kwargs: Any) -> WrapperBuilder | None:
+        """Like :meth:`Factory.create`, but a dict is validated as an :class:`OptimizerConfig` first.
+
+        Returns:
+            A callable ``(model, update_counter=None, *, advance_counter=False) -> OptimizerWrapper``; ``None`` for
+            ``None`` or an empty dict.
+        """
+        if isinstance(obj, Mapping) and obj:
+            return self.instantiate(OptimizerConfig.model_validate(dict(obj)), **kwargs)
+        built: WrapperBuilder | None = super().create(obj, **kwargs)
+        return built
