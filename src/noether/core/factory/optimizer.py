@@ -29,7 +29,9 @@ class WrapperBuilder(Protocol):
         update_counter: UpdateCounter | None = None,
         *,
         advance_counter: bool = False,
-    ) -> OptimizerWrapper: ...
+    ) -> OptimizerWrapper:
+        """Build the wrapper for ``model`` (see :class:`OptimizerWrapper` for the arguments)."""
+        ...
 
 
 class ParamGroupModifierFactory(Factory):
