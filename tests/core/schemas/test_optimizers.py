@@ -89,10 +89,16 @@ def test_bad_flag_type_names_the_field() -> None:
     assert info.value.errors()[0]["loc"] == ("exclude_bias_from_weight_decay",)
 
 
-def test_modifier_kind_required_decision_8() -> None:
-    with pytest.raises(ValidationError) as info:
-        ParamGroupModifierConfig(name="x", scale=0.1)  # type: ignore[call-arg]
-    assert info.value.errors()[0]["loc"] == ("kind",)
+def test_modifier_kind_is_optional_as_in_the_original() -> None:
+    config = ParamGroupModifierConfig(name="cls_token", value=0.0)
+    assert config.kind is None
+    assert ParamGroupModifierConfig(name="x", scale=0.1).scale == 0.1
+
+
+@pytest.mark.parametrize("fields", [{}, {"scale": 0.1, "value": 0.0}])
+def test_modifier_without_kind_needs_exactly_one_of_scale_and_value(fields: dict[str, float]) -> None:
+    with pytest.raises(ValidationError, match="exactly one of 'scale'"):
+        ParamGroupModifierConfig(name="x", **fields)  # type: ignore[arg-type]
 
 
 def test_modifier_name_required() -> None:

@@ -4,9 +4,11 @@ Both accept every config written for the original framework unchanged. The chang
 ``docs/differences/optimizer_wrapper.md``) only reject configs that could not have worked, or add options:
 
 * optimizer keyword arguments (``betas``, ``eps``, ``momentum``, ...) may be given next to ``lr`` and reach the
-  torch optimizer; they are checked against its constructor when it is built (decision 2);
-* ``lr`` is required whenever ``kind`` is set (decision 4); clip values must be > 0 and finite (decision 18);
-* a modifier config needs a ``kind`` (decision 8) and the fields its kind uses (decision 7).
+  torch optimizer; they are checked against its constructor when it is built;
+* ``lr`` is required whenever ``kind`` is set; clip values must be > 0 and finite;
+* a modifier config's ``kind`` stays optional, as in the original, so that a modifier can be built directly from a
+  config; the factory, which has to resolve the kind, requires it. A config with a kind must carry the fields that
+  kind uses (``scale`` for ``LrScaleByNameModifier``, ``value`` for ``WeightDecayByNameModifier``).
 """
 
 from __future__ import annotations
@@ -53,9 +55,12 @@ class ParamGroupModifierConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    kind: str = Field(
+    kind: str | None = Field(
+        default=None,
         description="Class path of the modifier, e.g. 'noether.core.optimizer.param_group_modifiers."
-        "LrScaleByNameModifier'. Must name a ParamGroupModifierBase subclass."
+        "LrScaleByNameModifier'. Must name a ParamGroupModifierBase subclass. Optional here, so a modifier can be "
+        "built directly from a config (WeightDecayByNameModifier(ParamGroupModifierConfig(name=..., value=0.0))); "
+        "the factory that builds modifiers from an OptimizerConfig requires it.",
     )
     scale: float | None = Field(
         default=None, ge=0, allow_inf_nan=False, description="Learning-rate multiplier (LrScaleByNameModifier)."
@@ -70,6 +75,15 @@ class ParamGroupModifierConfig(BaseModel):
 
     @model_validator(mode="after")
     def _check_fields_against_kind(self) -> ParamGroupModifierConfig:
+        if self.kind is None:
+            # Without a kind the config is handed to a modifier class directly; it is held to the rule the
+            # original applied to every modifier config: exactly one of 'scale' and 'value'.
+            if (self.scale is None) == (self.value is None):
+                raise ValueError(
+                    f"exactly one of 'scale' (lr multiplier) and 'value' (weight decay) must be set for {self.name!r}, "
+                    f"got scale={self.scale}, value={self.value}"
+                )
+            return self
         builtin = _builtin_modifier_kind(self.kind)
         if builtin in _SCALAR_MODIFIERS:
             field, other, meaning, other_kind = _SCALAR_MODIFIERS[builtin]
