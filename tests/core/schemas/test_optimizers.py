@@ -101,10 +101,30 @@ def test_modifier_without_kind_needs_exactly_one_of_scale_and_value(fields: dict
         ParamGroupModifierConfig(name="x", **fields)  # type: ignore[arg-type]
 
 
-def test_modifier_name_required() -> None:
-    with pytest.raises(ValidationError) as info:
-        ParamGroupModifierConfig(kind=LR_SCALE, scale=0.1)  # type: ignore[call-arg]
-    assert info.value.errors()[0]["loc"] == ("name",)
+@pytest.mark.parametrize("kind", [LR_SCALE, WD_BY_NAME, None, "my_project.MyModifier"])
+def test_modifier_name_required_except_for_layerwise_decay(kind: str | None) -> None:
+    fields = {"value": 0.0} if kind == WD_BY_NAME else {"scale": 0.1}
+    with pytest.raises(ValidationError, match="'name' is required"):
+        ParamGroupModifierConfig(kind=kind, **fields)  # type: ignore[arg-type]
+    assert ParamGroupModifierConfig(kind=LAYERWISE, decay=0.5).name is None  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"layers": []}, "non-empty list"),
+        ({"layers": "blocks.*"}, "non-empty list"),
+        ({"layers": ["blocks.*", []]}, "non-empty list"),
+        ({"layers": ["blocks.*", ""]}, "non-empty list"),
+        ({"layers": ["blocks.*", 3]}, "non-empty list"),
+        ({"layers": ["blocks.*"], "name": "blocks"}, "not both"),
+        ({"num_layers": 3}, "give 'name'"),
+        ({"min_scale": 1.5}, "'min_scale'"),
+    ],
+)
+def test_layerwise_layer_specs_are_checked(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ParamGroupModifierConfig(kind=LAYERWISE, decay=0.5, **fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

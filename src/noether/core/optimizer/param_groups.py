@@ -148,7 +148,9 @@ def build_param_groups(
         stripped = [normalize_param_name(name) for name, _ in model.named_parameters()]
         unmatched = [pattern for pattern in no_wd if not any(name_matches(pattern, name) for name in stripped)]
         if unmatched:
-            logger.warning("no_weight_decay() names %s match no parameter of %s", unmatched, type(model).__name__)
+            # Info, not a warning: models list names for all their variants (every timm ViT names dist_token and
+            # reg_token, which most variants lack), so an unmatched name is normal and needs no action.
+            logger.info("no_weight_decay() names %s match no parameter of %s", unmatched, type(model).__name__)
     named_groups = []
     for group in groups:
         named_groups.append({**group, "name": group_name(group)})

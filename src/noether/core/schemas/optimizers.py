@@ -28,7 +28,7 @@ _LAYERWISE_KIND = "LayerwiseLrDecayModifier"
 _BUILTIN_MODIFIER_FIELDS: dict[str, set[str]] = {
     _LR_SCALE_KIND: {"scale"},
     _WEIGHT_DECAY_KIND: {"value"},
-    _LAYERWISE_KIND: {"decay", "num_layers"},
+    _LAYERWISE_KIND: {"decay", "num_layers", "layers", "min_scale"},
 }
 # kind -> (its field, the other kind's field, what the field means, the kind that takes the other field)
 _SCALAR_MODIFIERS: dict[str, tuple[str, str, str, str]] = {
@@ -68,13 +68,20 @@ class ParamGroupModifierConfig(BaseModel):
     value: float | None = Field(
         default=None, ge=0, allow_inf_nan=False, description="Weight decay (WeightDecayByNameModifier)."
     )
-    name: str = Field(
-        description="Full parameter name (e.g. 'backbone.cls_token') or a glob pattern (e.g. 'blocks.*.bias'). "
-        "For LayerwiseLrDecayModifier: the dotted path of the module list that holds the layers."
+    name: str | None = Field(
+        default=None,
+        description="Full parameter name (e.g. 'backbone.cls_token') or a glob pattern (e.g. 'blocks.*.bias'); "
+        "required by every modifier except LayerwiseLrDecayModifier, where it optionally gives the dotted path of "
+        "the module list that holds the layers.",
     )
 
     @model_validator(mode="after")
     def _check_fields_against_kind(self) -> ParamGroupModifierConfig:
+        if self.name is None and (self.kind is None or _builtin_modifier_kind(self.kind) != _LAYERWISE_KIND):
+            raise ValueError(
+                f"'name' is required (the parameter name or glob pattern the modifier acts on; kind={self.kind!r}); "
+                f"only {_LAYERWISE_KIND} may leave it out"
+            )
         if self.kind is None:
             # Without a kind the config is handed to a modifier class directly; it is held to the rule the
             # original applied to every modifier config: exactly one of 'scale' and 'value'.
@@ -118,6 +125,36 @@ def _check_layerwise_fields(config: ParamGroupModifierConfig) -> None:
     num_layers = extra.get("num_layers")
     if num_layers is not None and (isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1):
         raise ValueError(f"'num_layers' of {_LAYERWISE_KIND} must be a positive int or absent, got {num_layers!r}")
+    if num_layers is not None and config.name is None:
+        raise ValueError(f"'num_layers' of {_LAYERWISE_KIND} counts the entries of the module list 'name'; give 'name'")
+    min_scale = extra.get("min_scale")
+    if min_scale is not None and (
+        isinstance(min_scale, bool) or not isinstance(min_scale, (int, float)) or not 0 <= min_scale <= 1
+    ):
+        raise ValueError(f"'min_scale' of {_LAYERWISE_KIND} must be a number in [0, 1] or absent, got {min_scale!r}")
+    layers = extra.get("layers")
+    if layers is None:
+        return
+    if config.name is not None:
+        raise ValueError(
+            f"{_LAYERWISE_KIND} takes 'layers' (patterns) or 'name' (one module list), not both: got "
+            f"name={config.name!r} and layers={layers!r}"
+        )
+
+    def is_pattern(item: object) -> bool:
+        return isinstance(item, str) and item != ""
+
+    entries_ok = isinstance(layers, list) and len(layers) > 0
+    for entry in layers if isinstance(layers, list) else ():
+        entries_ok = entries_ok and (
+            is_pattern(entry) or (isinstance(entry, list) and len(entry) > 0 and all(map(is_pattern, entry)))
+        )
+    if not entries_ok:
+        raise ValueError(
+            f"'layers' of {_LAYERWISE_KIND} must be a non-empty list whose entries are patterns (one layer per "
+            f"module they match) or non-empty lists of patterns (one layer), e.g. "
+            f"[['cls_token', 'patch_embed'], 'blocks.*', 'norm']; got {layers!r}"
+        )
 
 
 class OptimizerConfig(BaseModel):
