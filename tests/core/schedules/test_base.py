@@ -127,7 +127,7 @@ def test_decreasing_end_above_max_and_increasing_start_above_max_raise() -> None
         IncreasingProgressSchedule(bad_increasing)
 
 
-# ---- percent boundaries (decision 11) -------------------------------------------------------------------------
+# ---- percent boundaries tolerate float error ----------------------------------------------------------------------
 
 
 def test_percent_boundaries_tolerate_float_error() -> None:

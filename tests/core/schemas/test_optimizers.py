@@ -43,7 +43,7 @@ def test_wrapper_args_hold_the_seven_keys_with_nones() -> None:
     assert args["clip_grad_norm"] is None
 
 
-def test_optimizer_kwargs_pass_through_decision_2() -> None:
+def test_optimizer_kwargs_pass_through() -> None:
     config = OptimizerConfig(kind="torch.optim.AdamW", lr=1e-3, betas=[0.9, 0.95], eps=1e-6, foreach=False)  # type: ignore[call-arg]
     assert config.optimizer_kwargs() == {
         "lr": 1e-3,
@@ -55,7 +55,7 @@ def test_optimizer_kwargs_pass_through_decision_2() -> None:
     assert "betas" not in config.return_optim_wrapper_args()
 
 
-def test_lr_required_with_kind_decision_4() -> None:
+def test_lr_required_with_kind() -> None:
     with pytest.raises(ValidationError, match="'lr' is required"):
         OptimizerConfig(kind="torch.optim.AdamW")
     assert OptimizerConfig().lr is None  # a wrapper-only config needs no lr
@@ -143,7 +143,7 @@ def test_layerwise_layer_specs_are_checked(fields: dict[str, object], message: s
         (LAYERWISE, {"decay": 0.5, "scale": 0.1}, "not 'scale'"),
     ],
 )
-def test_modifier_fields_checked_against_kind_decision_7(kind: str, fields: dict[str, float], message: str) -> None:
+def test_modifier_fields_checked_against_kind(kind: str, fields: dict[str, float], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ParamGroupModifierConfig(kind=kind, name="p", **fields)  # type: ignore[arg-type]
 

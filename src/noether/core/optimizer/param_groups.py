@@ -1,4 +1,4 @@
-"""Building torch param groups from weight-decay flags and param-group modifiers (SPEC 3.1 steps 2-6).
+"""Building torch param groups from weight-decay flags and param-group modifiers.
 
 Every parameter first gets a property dict (``weight_decay``, ``lr_scale``, ...); parameters with equal
 properties then share one group, whose name is rendered from its properties byte-identically to the original
