@@ -1,4 +1,4 @@
-"""Decision 24: every public name of SPEC section 1 is importable from the module the original had it in."""
+"""Every public name of the original's optimizer API is importable from the module the original had it in."""
 
 import importlib
 

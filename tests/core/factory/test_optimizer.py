@@ -5,7 +5,7 @@ import torch
 
 from noether.core.factory import DatasetFactory, Factory, KindResolutionError, OptimizerFactory
 from noether.core.optimizer import OptimizerWrapper
-from noether.core.schemas import OptimizerConfig
+from noether.core.schemas import OptimizerConfig, ParamGroupModifierConfig
 
 
 def build(model: torch.nn.Module, **config: object) -> OptimizerWrapper:
@@ -105,3 +105,18 @@ def test_str_of_the_factory_built_wrapper() -> None:
 
 def test_dataset_factory_is_a_plain_factory() -> None:
     assert issubclass(DatasetFactory, Factory) and DatasetFactory.base_class is None
+
+
+def test_modifier_without_kind_is_refused_by_the_factory_naming_the_field_and_the_kinds() -> None:
+    with_kind = ParamGroupModifierConfig(
+        kind="noether.core.optimizer.param_group_modifiers.LrScaleByNameModifier", name="weight", scale=0.5
+    )
+    without_kind = ParamGroupModifierConfig(name="bias", value=0.0)
+    config = OptimizerConfig(kind="torch.optim.SGD", lr=0.1, param_group_modifiers_config=[with_kind, without_kind])
+    with pytest.raises(ValueError, match="entry 1") as info:
+        OptimizerFactory().create(config)(torch.nn.Linear(2, 2))
+    message = str(info.value)
+    assert "'kind'" in message
+    for kind in ("LrScaleByNameModifier", "WeightDecayByNameModifier", "LayerwiseLrDecayModifier"):
+        assert f"noether.core.optimizer.{kind}" in message
+    assert "ByNameModifierBase" not in message  # abstract helpers are not offered

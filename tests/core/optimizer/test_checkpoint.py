@@ -101,7 +101,7 @@ def load_weights(model: torch.nn.Module, source: dict[str, torch.Tensor]) -> Non
 
 
 def make_lion(model: torch.nn.Module, start: int = 0) -> OptimizerWrapper:
-    """Lion through the factory, with Lion's own keyword arguments passed through the config (decision 2)."""
+    """Lion through the factory, with Lion's own keyword arguments passed through the config."""
     config = {
         "kind": "noether.core.optimizer.Lion",
         "lr": 1e-3,
@@ -292,7 +292,7 @@ def test_plain_torch_state_dict_loads_by_position() -> None:
 
 
 def test_original_format_checkpoint_loads() -> None:
-    """A checkpoint laid out as SPEC 3.4 describes, written with a different group order than ours."""
+    """A checkpoint in the original's layout, written with a different group order than ours."""
     model = Net()
     params = dict(model.named_parameters())
     order = ["b.bias", "a.1.weight", "a.0.weight", "a.2.weight", "b.weight", "a.0.bias", "a.1.bias", "a.2.bias"]
@@ -343,7 +343,7 @@ def test_malformed_checkpoints_raise(checkpoint: dict[str, Any], message: str) -
 
 
 def test_original_format_lion_checkpoint_loads_and_continues() -> None:
-    """SPEC 3.4's example layout for Lion: only ``exp_avg`` per parameter, no step counter."""
+    """The original's checkpoint layout for Lion: only ``exp_avg`` per parameter, no step counter."""
     model = Net()
     params = dict(model.named_parameters())
     names = sorted(params)  # the original numbered its groups differently from ours

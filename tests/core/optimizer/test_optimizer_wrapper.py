@@ -97,7 +97,7 @@ def test_no_clipping_still_reports_norm_and_all_parameters_none() -> None:
 
 
 @pytest.mark.parametrize("scaler", [None, "noop", "real"])
-def test_no_gradients_is_a_no_op_with_or_without_scaler_decision_17(scaler: str | None) -> None:
+def test_no_gradients_is_a_no_op_with_or_without_scaler(scaler: str | None) -> None:
     model = mlp()
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     calls = []
@@ -256,7 +256,7 @@ def counter(end_update: int, start_update: int = 0) -> UpdateCounter:
 
 
 def lwcd_reference(s: int, total: int, warmup: int, peak: float, end: float) -> float:
-    # SPEC 6.6 closed form (start_value 0), written independently of the schedule classes.
+    # The warmup/decay closed form (start_value 0), written independently of the schedule classes.
     if s < warmup:
         return (s + 1) / (warmup + 1) * peak
     decay = total - warmup
@@ -302,7 +302,7 @@ def test_explicit_max_value_wins_over_lr() -> None:
     assert wrapper.torch_optim.param_groups[0]["lr"] == pytest.approx(0.05)
 
 
-def test_weight_decay_schedule_is_proportional_decision_5() -> None:
+def test_weight_decay_schedule_is_proportional() -> None:
     model = mlp()
     run = counter(4)
     config = {
@@ -325,7 +325,7 @@ def test_weight_decay_schedule_is_proportional_decision_5() -> None:
     }
     for s in range(4):
         wrapper.schedule_step()
-        base = 0.05 * (1 - s / 3)  # max_value defaults to the configured weight decay (decision 1)
+        base = 0.05 * (1 - s / 3)  # max_value defaults to the configured weight decay
         assert groups["default"]["weight_decay"] == pytest.approx(base, abs=1e-12)
         assert groups["weight_decay=1.0e-01"]["weight_decay"] == pytest.approx(2 * base, abs=1e-12)
         assert groups["weight_decay=0"]["weight_decay"] == 0.0

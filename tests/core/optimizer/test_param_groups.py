@@ -142,7 +142,7 @@ def test_frozen_parameters_are_included() -> None:
     assert "conv.weight" in wrap(model).param_idx_to_name.to_backward()
 
 
-def test_explicit_modifier_overrides_flags_decision_6() -> None:
+def test_explicit_modifier_overrides_flags() -> None:
     wrapper = wrap(ConvBnFc(), param_group_modifiers_config=[{"kind": WD_BY_NAME, "name": "fc.bias", "value": 0.05}])
     assert ("weight_decay=5.0e-02", ["fc.bias"]) in groups(wrapper)
     assert [g["weight_decay"] for g in wrapper.torch_optim.param_groups if g["name"] == "weight_decay=5.0e-02"] == [

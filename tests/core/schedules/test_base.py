@@ -35,7 +35,7 @@ class _Recorder(ScheduleBase):
 
 
 class _Table(ScheduleBase):
-    """step 0 -> 0.1, step >= 1 -> 0.2 (the sub-schedule of the SPEC 6.5 examples)."""
+    """step 0 -> 0.1, step >= 1 -> 0.2 (the sub-schedule of the original's sequential-schedule tests)."""
 
     def _get_value(self, step: int, total_steps: int) -> float:
         return 0.1 if step == 0 else 0.2
@@ -127,7 +127,7 @@ def test_decreasing_end_above_max_and_increasing_start_above_max_raise() -> None
         IncreasingProgressSchedule(bad_increasing)
 
 
-# ---- percent boundaries (decision 11) -------------------------------------------------------------------------
+# ---- percent boundaries tolerate float error ----------------------------------------------------------------------
 
 
 def test_percent_boundaries_tolerate_float_error() -> None:
@@ -140,7 +140,7 @@ def test_percent_boundaries_tolerate_float_error() -> None:
     assert percent_to_step(0.0, 11) == 0
 
 
-# ---- sequential composition (SPEC 6.5) --------------------------------------------------------------------------
+# ---- sequential composition -----------------------------------------------------------------------------------------
 
 
 def test_percent_selection_example() -> None:
@@ -153,7 +153,37 @@ def test_percent_selection_example() -> None:
     )
     expected = {**dict.fromkeys(range(5)), **dict.fromkeys(range(5, 10), 0), **dict.fromkeys(range(10, 15), 1)}
     for step in range(101):
-        assert schedule._select(step, 101) == expected.get(step, 2 if step >= 15 else None), step
+        index = expected.get(step, 2 if step >= 15 else None)
+        selected = schedule.get_sequential_schedule_config(step, 101)
+        assert selected is (None if index is None else schedule.schedule_configs[index]), step
+
+
+def test_step_selection_is_public_and_returns_the_config_objects() -> None:
+    configs = [
+        SequentialStepScheduleConfig(_Recorder(), start_step=2, end_step=4),
+        SequentialStepScheduleConfig(_Recorder(), start_step=6),
+    ]
+    schedule = SequentialStepSchedule(configs)
+    selected = [schedule.get_sequential_schedule_config(step) for step in range(9)]
+    # None before the first segment; a segment stays selected in the gap after its end (steps 4, 5).
+    assert selected == [None, None, configs[0], configs[0], configs[0], configs[0], configs[1], configs[1], configs[1]]
+    assert all(a is b for a, b in zip(selected[2:], [configs[0]] * 4 + [configs[1]] * 3, strict=True))
+
+
+def test_percent_selection_is_the_config_whose_segment_get_value_uses() -> None:
+    warmup, decay = _Recorder(), _Recorder()
+    schedule = SequentialPercentSchedule(
+        [SequentialPercentScheduleConfig(warmup, end_percent=0.3), SequentialPercentScheduleConfig(decay)]
+    )
+    for step in range(11):
+        config = schedule.get_sequential_schedule_config(step, 11)
+        assert config is not None
+        before = (len(warmup.calls), len(decay.calls))
+        schedule.get_value(step, 11)
+        assert (len(warmup.calls) - before[0], len(decay.calls) - before[1]) == (
+            (1, 0) if config.schedule is warmup else (0, 1)
+        )
+        assert (config.schedule is warmup) == (step < 3)
 
 
 def test_single_config_examples_step_and_percent_agree() -> None:
@@ -174,7 +204,7 @@ def test_zero_length_first_config_selects_the_next_one() -> None:
 
 
 def test_end_step_zero_is_zero_length_not_open() -> None:
-    # Decision 23: the original's `end or T` made a lone end_step=0 segment span the whole run.
+    # The original's `end or T` made a lone end_step=0 segment span the whole run.
     schedule = SequentialStepSchedule([SequentialStepScheduleConfig(_Lengths(), start_step=0, end_step=0)])
     assert schedule.get_value(5, 10) == 1.0  # zero-length segment: evaluated as a 1-step run
 
@@ -258,5 +288,8 @@ def test_sequential_str_and_overhang() -> None:
     schedule = SequentialStepSchedule(
         [SequentialStepScheduleConfig(_Lengths(), 0, 4), SequentialStepScheduleConfig(_Lengths())], overhang_steps=2
     )
-    assert str(schedule) == "SequentialStepSchedule(\n  (0): 0 - 4 _Lengths\n  (1): 4 - None _Lengths\n)"
+    # The original's rendering: the class name alone on the first line, no opening parenthesis.
+    assert str(schedule) == "SequentialStepSchedule\n  (0): 0 - 4 _Lengths\n  (1): 4 - None _Lengths\n)"
+    assert repr(schedule) == str(schedule)
+    assert repr(schedule.schedule_configs[0]) == "0 - 4 _Lengths"
     assert schedule.get_value(5, 10) == 12 - 4  # the overhang stretches the open last segment

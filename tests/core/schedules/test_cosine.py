@@ -23,6 +23,6 @@ def test_cosine_increasing_matches_formula_with_exclude_first() -> None:
 
 
 def test_step_equal_to_total_steps_returns_the_end_value() -> None:
-    # Decision 10: the original gave 0.03015 here (past the minimum of the cosine).
+    # Progress is clamped: the original gave 0.03015 here (past the minimum of the cosine).
     schedule = CosineDecreasingSchedule(CosineDecreasingScheduleConfig(max_value=1.0, end_value=0.0))
     assert schedule.get_value(10, 10) == pytest.approx(0.0)

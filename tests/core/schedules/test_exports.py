@@ -1,4 +1,4 @@
-"""SPEC section 1 (decision 24): every public name is importable from its package."""
+"""Every public schedule name of the original is importable from its package."""
 
 import importlib
 

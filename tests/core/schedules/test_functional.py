@@ -21,7 +21,7 @@ def test_progress_functions_follow_their_formulas(total_steps: int) -> None:
 
 
 def test_progress_is_one_at_the_last_step_and_clamped_at_total_steps() -> None:
-    # Decision 10: the original extrapolated at s == T (linear 10/9, cosine past its minimum).
+    # Progress is clamped to [0, 1]: the original extrapolated at s == T (linear 10/9, cosine past its minimum).
     for function in (linear, cosine, lambda s, t: polynomial(s, t, 2.0)):
         assert function(9, 10) == pytest.approx(1.0)
         assert function(10, 10) == 1.0

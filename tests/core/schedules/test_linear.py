@@ -18,7 +18,7 @@ def test_linear_decreasing_through_sanity_points() -> None:
 
 
 def test_step_equal_to_total_steps_returns_the_end_value() -> None:
-    # Decision 10: the original extrapolated to -0.1111 here.
+    # Progress is clamped: the original extrapolated to -0.1111 here.
     decreasing = LinearDecreasingSchedule(LinearDecreasingScheduleConfig(max_value=1.0))
     assert decreasing.get_value(10, 10) == 0.0
     increasing = LinearIncreasingSchedule(LinearIncreasingScheduleConfig(max_value=1.0))

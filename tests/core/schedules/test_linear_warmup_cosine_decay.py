@@ -7,7 +7,7 @@ from noether.core.schemas import LinearWarmupCosineDecayScheduleConfig
 
 
 def _closed_form(step: int, total: int, warmup: int, start: float, peak: float, end: float) -> float:
-    """SPEC 6.6, written out independently of the sequential composition."""
+    """The warmup/decay closed form, written out independently of the sequential composition."""
     if step < warmup:
         if start == 0:
             return start + (step + 1) / (warmup + 1) * (peak - start)

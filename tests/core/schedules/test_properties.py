@@ -111,7 +111,7 @@ def test_progress_kinds_are_monotone_between_their_ends(
     curve = _curve(schedule_class(config), total_steps)
     _assert_monotone_between(curve, low, peak, increasing=increasing)
     if not any(overhang.values()):
-        # Decision 10: step T gives the end value.
+        # Progress is clamped: step T gives the end value.
         assert abs(curve[-1] - (peak if increasing else low)) < 1e-9
     _assert_resume_safe(lambda: schedule_class(config), total_steps, curve)
 
@@ -215,6 +215,6 @@ def test_periodic_bool_is_periodic_with_the_right_duty_cycle(
 @FAST
 @given(total_steps=st.integers(min_value=2, max_value=10_000), data=st.data())
 def test_percent_of_an_exact_step_gives_that_step(total_steps: int, data: st.DataObject) -> None:
-    # Decision 11: a percent that is exactly step n of the run maps to n, whatever float error n / (T - 1) carries.
+    # A percent that is exactly step n of the run maps to n, whatever float error n / (T - 1) carries.
     step = data.draw(st.integers(min_value=0, max_value=total_steps - 1))
     assert percent_to_step(step / (total_steps - 1), total_steps) == step

@@ -43,7 +43,7 @@ def test_wrapper_args_hold_the_seven_keys_with_nones() -> None:
     assert args["clip_grad_norm"] is None
 
 
-def test_optimizer_kwargs_pass_through_decision_2() -> None:
+def test_optimizer_kwargs_pass_through() -> None:
     config = OptimizerConfig(kind="torch.optim.AdamW", lr=1e-3, betas=[0.9, 0.95], eps=1e-6, foreach=False)  # type: ignore[call-arg]
     assert config.optimizer_kwargs() == {
         "lr": 1e-3,
@@ -55,7 +55,7 @@ def test_optimizer_kwargs_pass_through_decision_2() -> None:
     assert "betas" not in config.return_optim_wrapper_args()
 
 
-def test_lr_required_with_kind_decision_4() -> None:
+def test_lr_required_with_kind() -> None:
     with pytest.raises(ValidationError, match="'lr' is required"):
         OptimizerConfig(kind="torch.optim.AdamW")
     assert OptimizerConfig().lr is None  # a wrapper-only config needs no lr
@@ -89,16 +89,42 @@ def test_bad_flag_type_names_the_field() -> None:
     assert info.value.errors()[0]["loc"] == ("exclude_bias_from_weight_decay",)
 
 
-def test_modifier_kind_required_decision_8() -> None:
-    with pytest.raises(ValidationError) as info:
-        ParamGroupModifierConfig(name="x", scale=0.1)  # type: ignore[call-arg]
-    assert info.value.errors()[0]["loc"] == ("kind",)
+def test_modifier_kind_is_optional_as_in_the_original() -> None:
+    config = ParamGroupModifierConfig(name="cls_token", value=0.0)
+    assert config.kind is None
+    assert ParamGroupModifierConfig(name="x", scale=0.1).scale == 0.1
 
 
-def test_modifier_name_required() -> None:
-    with pytest.raises(ValidationError) as info:
-        ParamGroupModifierConfig(kind=LR_SCALE, scale=0.1)  # type: ignore[call-arg]
-    assert info.value.errors()[0]["loc"] == ("name",)
+@pytest.mark.parametrize("fields", [{}, {"scale": 0.1, "value": 0.0}])
+def test_modifier_without_kind_needs_exactly_one_of_scale_and_value(fields: dict[str, float]) -> None:
+    with pytest.raises(ValidationError, match="exactly one of 'scale'"):
+        ParamGroupModifierConfig(name="x", **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", [LR_SCALE, WD_BY_NAME, None, "my_project.MyModifier"])
+def test_modifier_name_required_except_for_layerwise_decay(kind: str | None) -> None:
+    fields = {"value": 0.0} if kind == WD_BY_NAME else {"scale": 0.1}
+    with pytest.raises(ValidationError, match="'name' is required"):
+        ParamGroupModifierConfig(kind=kind, **fields)  # type: ignore[arg-type]
+    assert ParamGroupModifierConfig(kind=LAYERWISE, decay=0.5).name is None  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"layers": []}, "non-empty list"),
+        ({"layers": "blocks.*"}, "non-empty list"),
+        ({"layers": ["blocks.*", []]}, "non-empty list"),
+        ({"layers": ["blocks.*", ""]}, "non-empty list"),
+        ({"layers": ["blocks.*", 3]}, "non-empty list"),
+        ({"layers": ["blocks.*"], "name": "blocks"}, "not both"),
+        ({"num_layers": 3}, "give 'name'"),
+        ({"min_scale": 1.5}, "'min_scale'"),
+    ],
+)
+def test_layerwise_layer_specs_are_checked(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ParamGroupModifierConfig(kind=LAYERWISE, decay=0.5, **fields)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -117,7 +143,7 @@ def test_modifier_name_required() -> None:
         (LAYERWISE, {"decay": 0.5, "scale": 0.1}, "not 'scale'"),
     ],
 )
-def test_modifier_fields_checked_against_kind_decision_7(kind: str, fields: dict[str, float], message: str) -> None:
+def test_modifier_fields_checked_against_kind(kind: str, fields: dict[str, float], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ParamGroupModifierConfig(kind=kind, name="p", **fields)  # type: ignore[arg-type]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import inspect
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -35,6 +37,29 @@ class Factory:
     def __init__(self, returns_partials: bool = False) -> None:
         self.returns_partials = returns_partials
 
+    def allowed_kinds(self) -> list[str]:
+        """The ``kind`` paths of the concrete :attr:`base_class` subclasses that ship with noether (and torch.optim).
+
+        Used in error messages; any other subclass under an allowed module prefix resolves as well.
+        """
+        if self.base_class is None:
+            return []
+        found: set[str] = set()
+        pending = list(self.base_class.__subclasses__())
+        while pending:
+            cls = pending.pop()
+            pending.extend(cls.__subclasses__())
+            module = cls.__module__
+            public = not any(part.startswith("_") for part in (*module.split("."), cls.__qualname__))
+            if public and not inspect.isabstract(cls) and module.split(".")[0] in ("noether", "torch"):
+                found.add(_shortest_path(cls))
+        return sorted(found)
+
+    def _missing_kind_error(self, what: str) -> ValueError:
+        allowed = self.allowed_kinds()
+        hint = f"; allowed kinds: {', '.join(allowed)}, or another subclass under an allowed prefix" if allowed else ""
+        return ValueError(f"cannot build {what}: the field 'kind' (the class path to build) is not set{hint}")
+
     def resolve_kind(self, kind: str) -> type[Any]:
         """Resolve ``kind`` to a class, enforcing the allowed prefixes and :attr:`base_class`."""
         return class_constructor_from_class_path(kind, base=self.base_class)
@@ -50,12 +75,12 @@ class Factory:
         if obj is None:
             kind = kwargs.pop("kind", None)
             if kind is None:
-                raise ValueError("cannot instantiate: the config has no 'kind' naming the class to build")
+                raise self._missing_kind_error("an object from a mapping")
             cls: Any = self.resolve_kind(kind)
             return functools.partial(cls, **kwargs) if self.returns_partials else cls(**kwargs)
         kind = getattr(obj, "kind", None)
         if kind is None:
-            raise ValueError(f"cannot instantiate {type(obj).__name__}: its 'kind' is not set")
+            raise self._missing_kind_error(type(obj).__name__)
         resolved: Any = self.resolve_kind(kind)
         return functools.partial(resolved, obj, **kwargs) if self.returns_partials else resolved(obj, **kwargs)
 
@@ -79,6 +104,12 @@ class Factory:
             collection = list(collection.values())
         if not isinstance(collection, Sequence) or isinstance(collection, str):
             raise NotImplementedError(f"create_list expects a list or a mapping, got {type(collection).__name__}")
+        # Every config entry must name its class before the first object is built.
+        for index, entry in enumerate(collection):
+            is_config = isinstance(entry, BaseModel) or (isinstance(entry, Mapping) and len(entry) > 0)
+            kind = entry.get("kind") if isinstance(entry, Mapping) else getattr(entry, "kind", None)
+            if is_config and kind is None:
+                raise self._missing_kind_error(f"entry {index} ({type(entry).__name__})")
         return [self.create(entry, **kwargs) for entry in collection]
 
     def create_dict(self, collection: Mapping[str, Any] | None, **kwargs: Any) -> dict[str, Any]:
@@ -86,3 +117,13 @@ class Factory:
         if collection is None:
             return {}
         return {key: self.create(value, **kwargs) for key, value in collection.items()}
+
+
+def _shortest_path(cls: type[Any]) -> str:
+    """``cls``'s class path through the shortest already imported package that exports it (``torch.optim.AdamW``)."""
+    parts = cls.__module__.split(".")
+    for length in range(1, len(parts) + 1):
+        module = sys.modules.get(".".join(parts[:length]))
+        if module is not None and getattr(module, cls.__name__, None) is cls:
+            return f"{'.'.join(parts[:length])}.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__qualname__}"

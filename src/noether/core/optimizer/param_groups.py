@@ -1,4 +1,4 @@
-"""Building torch param groups from weight-decay flags and param-group modifiers (SPEC 3.1 steps 2-6).
+"""Building torch param groups from weight-decay flags and param-group modifiers.
 
 Every parameter first gets a property dict (``weight_decay``, ``lr_scale``, ...); parameters with equal
 properties then share one group, whose name is rendered from its properties byte-identically to the original
@@ -169,7 +169,9 @@ def build_param_groups(
         stripped = [normalize_param_name(name) for name, _ in model.named_parameters()]
         unmatched = [pattern for pattern in no_wd if not any(name_matches(pattern, name) for name in stripped)]
         if unmatched:
-            logger.warning("no_weight_decay() names %s match no parameter of %s", unmatched, type(model).__name__)
+            # Info, not a warning: models list names for all their variants (every timm ViT names dist_token and
+            # reg_token, which most variants lack), so an unmatched name is normal and needs no action.
+            logger.info("no_weight_decay() names %s match no parameter of %s", unmatched, type(model).__name__)
     named_groups = [{**group, "name": name} for group, name in zip(groups, distinct_group_names(groups), strict=True)]
     # Saved without the prefixes DDP and torch.compile add, so checkpoints move between wrapped and plain models.
     raw_names = [name for names in group_names for name in names]

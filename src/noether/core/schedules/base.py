@@ -117,6 +117,9 @@ class ScheduleBase:
     def __str__(self) -> str:
         return type(self).__name__
 
+    def __repr__(self) -> str:
+        return str(self)
+
 
 class ProgressSchedule(ScheduleBase):
     """``start_value + progress(s, T) * delta`` for a progress function in [0, 1] given by the subclass.
@@ -200,7 +203,7 @@ class IncreasingProgressSchedule(ProgressSchedule):
 BoundaryT = TypeVar("BoundaryT", int, float)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(repr=False)
 class SequentialStepScheduleConfig:
     """One segment of a :class:`SequentialStepSchedule`: ``schedule`` runs from ``start_step`` to ``end_step``.
 
@@ -214,8 +217,11 @@ class SequentialStepScheduleConfig:
     def __str__(self) -> str:
         return f"{self.start_step} - {self.end_step} {self.schedule}"
 
+    def __repr__(self) -> str:
+        return str(self)
 
-@dataclasses.dataclass
+
+@dataclasses.dataclass(repr=False)
 class SequentialPercentScheduleConfig:
     """One segment of a :class:`SequentialPercentSchedule`, with boundaries as fractions of the run in [0, 1]."""
 
@@ -225,6 +231,9 @@ class SequentialPercentScheduleConfig:
 
     def __str__(self) -> str:
         return f"{self.start_percent} - {self.end_percent} {self.schedule}"
+
+    def __repr__(self) -> str:
+        return str(self)
 
 
 class _SequentialSchedule(ScheduleBase, Generic[BoundaryT]):
@@ -298,10 +307,15 @@ class _SequentialSchedule(ScheduleBase, Generic[BoundaryT]):
         raise NotImplementedError
 
     def _select(self, step: int, total_steps: int) -> int | None:
+        """The index of the segment active at ``step``: the last one that has started, or None before the first."""
         for index in reversed(range(len(self.schedule_configs))):
             if self._steps(index, total_steps)[0] <= step:
                 return index
         return None
+
+    def _selected_config(self, step: int, total_steps: int) -> Any:
+        index = self._select(step, total_steps)
+        return None if index is None else self.schedule_configs[index]
 
     def _get_value(self, step: int, total_steps: int) -> float:
         index = self._select(step, total_steps)
@@ -324,7 +338,9 @@ class _SequentialSchedule(ScheduleBase, Generic[BoundaryT]):
         return schedule
 
     def __str__(self) -> str:
-        lines = [f"{type(self).__name__}("]
+        # The original's rendering, kept line for line because logs are read by people and scripts: the class name
+        # alone on the first line (no opening parenthesis), one line per segment, then a closing parenthesis.
+        lines = [type(self).__name__]
         lines += [f"  ({i}): {config}" for i, config in enumerate(self.schedule_configs)]
         lines.append(")")
         return "\n".join(lines)
@@ -357,6 +373,15 @@ class SequentialStepSchedule(_SequentialSchedule[int]):
     def _set_bounds(self, index: int, start: int | None, end: int | None) -> None:
         self.schedule_configs[index].start_step = start
         self.schedule_configs[index].end_step = end
+
+    def get_sequential_schedule_config(self, step: int) -> SequentialStepScheduleConfig | None:
+        """The segment active at ``step``: the last one whose ``start_step <= step``, or None before the first.
+
+        Past a segment's ``end_step`` (in a gap, or after the last segment) that segment stays selected.
+        """
+        # A step segment's start does not depend on the run length, so any total_steps selects the same segment.
+        config: SequentialStepScheduleConfig | None = self._selected_config(step, total_steps=step)
+        return config
 
     def _steps(self, index: int, total_steps: int) -> tuple[int, int]:
         start, end = self._bounds(index)
@@ -397,6 +422,15 @@ class SequentialPercentSchedule(_SequentialSchedule[float]):
     def _validate_upper(self, field: str, start: float, end: float | None) -> None:
         if start > 1 or (end is not None and end > 1):
             raise ValueError(f"{field}: start_percent ({start}) and end_percent ({end}) must be <= 1")
+
+    def get_sequential_schedule_config(self, step: int, total_steps: int) -> SequentialPercentScheduleConfig | None:
+        """The segment active at ``step`` of a run of ``total_steps``, or None before the first segment starts.
+
+        A segment starts at step ``floor((total_steps - 1) * start_percent)`` (with a tolerance for float error);
+        the last segment that has started is selected, also past its ``end_percent``.
+        """
+        config: SequentialPercentScheduleConfig | None = self._selected_config(step, total_steps)
+        return config
 
     def _steps(self, index: int, total_steps: int) -> tuple[int, int]:
         start, end = self._bounds(index)

@@ -4,9 +4,11 @@ Both accept every config written for the original framework unchanged. The chang
 ``docs/differences/optimizer_wrapper.md``) only reject configs that could not have worked, or add options:
 
 * optimizer keyword arguments (``betas``, ``eps``, ``momentum``, ...) may be given next to ``lr`` and reach the
-  torch optimizer; they are checked against its constructor when it is built (decision 2);
-* ``lr`` is required whenever ``kind`` is set (decision 4); clip values must be > 0 and finite (decision 18);
-* a modifier config needs a ``kind`` (decision 8) and the fields its kind uses (decision 7).
+  torch optimizer; they are checked against its constructor when it is built;
+* ``lr`` is required whenever ``kind`` is set; clip values must be > 0 and finite;
+* a modifier config's ``kind`` stays optional, as in the original, so that a modifier can be built directly from a
+  config; the factory, which has to resolve the kind, requires it. A config with a kind must carry the fields that
+  kind uses (``scale`` for ``LrScaleByNameModifier``, ``value`` for ``WeightDecayByNameModifier``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ _LAYERWISE_KIND = "LayerwiseLrDecayModifier"
 _BUILTIN_MODIFIER_FIELDS: dict[str, set[str]] = {
     _LR_SCALE_KIND: {"scale"},
     _WEIGHT_DECAY_KIND: {"value"},
-    _LAYERWISE_KIND: {"decay", "num_layers"},
+    _LAYERWISE_KIND: {"decay", "num_layers", "layers", "min_scale"},
 }
 # kind -> (its field, the other kind's field, what the field means, the kind that takes the other field)
 _SCALAR_MODIFIERS: dict[str, tuple[str, str, str, str]] = {
@@ -53,9 +55,12 @@ class ParamGroupModifierConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    kind: str = Field(
+    kind: str | None = Field(
+        default=None,
         description="Class path of the modifier, e.g. 'noether.core.optimizer.param_group_modifiers."
-        "LrScaleByNameModifier'. Must name a ParamGroupModifierBase subclass."
+        "LrScaleByNameModifier'. Must name a ParamGroupModifierBase subclass. Optional here, so a modifier can be "
+        "built directly from a config (WeightDecayByNameModifier(ParamGroupModifierConfig(name=..., value=0.0))); "
+        "the factory that builds modifiers from an OptimizerConfig requires it.",
     )
     scale: float | None = Field(
         default=None, ge=0, allow_inf_nan=False, description="Learning-rate multiplier (LrScaleByNameModifier)."
@@ -63,13 +68,29 @@ class ParamGroupModifierConfig(BaseModel):
     value: float | None = Field(
         default=None, ge=0, allow_inf_nan=False, description="Weight decay (WeightDecayByNameModifier)."
     )
-    name: str = Field(
-        description="Full parameter name (e.g. 'backbone.cls_token') or a glob pattern (e.g. 'blocks.*.bias'). "
-        "For LayerwiseLrDecayModifier: the dotted path of the module list that holds the layers."
+    name: str | None = Field(
+        default=None,
+        description="Full parameter name (e.g. 'backbone.cls_token') or a glob pattern (e.g. 'blocks.*.bias'); "
+        "required by every modifier except LayerwiseLrDecayModifier, where it optionally gives the dotted path of "
+        "the module list that holds the layers.",
     )
 
     @model_validator(mode="after")
     def _check_fields_against_kind(self) -> ParamGroupModifierConfig:
+        if self.name is None and (self.kind is None or _builtin_modifier_kind(self.kind) != _LAYERWISE_KIND):
+            raise ValueError(
+                f"'name' is required (the parameter name or glob pattern the modifier acts on; kind={self.kind!r}); "
+                f"only {_LAYERWISE_KIND} may leave it out"
+            )
+        if self.kind is None:
+            # Without a kind the config is handed to a modifier class directly; it is held to the rule the
+            # original applied to every modifier config: exactly one of 'scale' and 'value'.
+            if (self.scale is None) == (self.value is None):
+                raise ValueError(
+                    f"exactly one of 'scale' (lr multiplier) and 'value' (weight decay) must be set for {self.name!r}, "
+                    f"got scale={self.scale}, value={self.value}"
+                )
+            return self
         builtin = _builtin_modifier_kind(self.kind)
         if builtin in _SCALAR_MODIFIERS:
             field, other, meaning, other_kind = _SCALAR_MODIFIERS[builtin]
@@ -104,6 +125,36 @@ def _check_layerwise_fields(config: ParamGroupModifierConfig) -> None:
     num_layers = extra.get("num_layers")
     if num_layers is not None and (isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1):
         raise ValueError(f"'num_layers' of {_LAYERWISE_KIND} must be a positive int or absent, got {num_layers!r}")
+    if num_layers is not None and config.name is None:
+        raise ValueError(f"'num_layers' of {_LAYERWISE_KIND} counts the entries of the module list 'name'; give 'name'")
+    min_scale = extra.get("min_scale")
+    if min_scale is not None and (
+        isinstance(min_scale, bool) or not isinstance(min_scale, (int, float)) or not 0 <= min_scale <= 1
+    ):
+        raise ValueError(f"'min_scale' of {_LAYERWISE_KIND} must be a number in [0, 1] or absent, got {min_scale!r}")
+    layers = extra.get("layers")
+    if layers is None:
+        return
+    if config.name is not None:
+        raise ValueError(
+            f"{_LAYERWISE_KIND} takes 'layers' (patterns) or 'name' (one module list), not both: got "
+            f"name={config.name!r} and layers={layers!r}"
+        )
+
+    def is_pattern(item: object) -> bool:
+        return isinstance(item, str) and item != ""
+
+    entries_ok = isinstance(layers, list) and len(layers) > 0
+    for entry in layers if isinstance(layers, list) else ():
+        entries_ok = entries_ok and (
+            is_pattern(entry) or (isinstance(entry, list) and len(entry) > 0 and all(map(is_pattern, entry)))
+        )
+    if not entries_ok:
+        raise ValueError(
+            f"'layers' of {_LAYERWISE_KIND} must be a non-empty list whose entries are patterns (one layer per "
+            f"module they match) or non-empty lists of patterns (one layer), e.g. "
+            f"[['cls_token', 'patch_embed'], 'blocks.*', 'norm']; got {layers!r}"
+        )
 
 
 class OptimizerConfig(BaseModel):

@@ -4,6 +4,10 @@ import pytest
 import torch
 
 from noether.core.optimizer import LayerwiseLrDecayModifier, OptimizerWrapper
+from noether.core.optimizer.param_group_modifiers.layerwise_lr_decay import (
+    MATCH_PREVIOUS_GROUP,
+    layer_ids_from_group_matcher,
+)
 from noether.core.schemas import OptimizerConfig, ParamGroupModifierConfig
 
 KIND = "noether.core.optimizer.param_group_modifiers.LayerwiseLrDecayModifier"
@@ -85,3 +89,113 @@ def test_through_the_wrapper_with_ddp_prefix_and_an_extra_lr_scale() -> None:
     assert lr_of["module.blocks.1.weight"] == pytest.approx(0.5)
     assert lr_of["module.norm.weight"] == 1.0
     assert lr_of["module.head.weight"] == pytest.approx(0.1)
+
+
+# ---- layers given as patterns ------------------------------------------------------------------------------------
+
+
+class EncoderDecoder(torch.nn.Module):
+    """No group_matcher: two module lists, one of them nested (stages of blocks), a norm and a head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = torch.nn.Linear(2, 2)
+        self.encoder = torch.nn.Module()
+        self.encoder.blocks = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(2))
+        self.decoder = torch.nn.Module()
+        self.decoder.stages = torch.nn.ModuleList(torch.nn.Module() for _ in range(2))
+        for stage in self.decoder.stages:
+            stage.blocks = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(2))
+        self.norm = torch.nn.LayerNorm(2)
+        self.head = torch.nn.Linear(2, 2)
+
+
+def layerwise(**fields: object) -> LayerwiseLrDecayModifier:
+    return LayerwiseLrDecayModifier(ParamGroupModifierConfig(kind=KIND, **fields))  # type: ignore[arg-type]
+
+
+def test_several_lists_nested_names_and_a_list_entry_form_the_layers() -> None:
+    model = EncoderDecoder()
+    modifier = layerwise(decay=0.5, layers=["stem", "encoder.blocks.*", "decoder.stages.*.blocks.*", ["norm"]])
+    # Written out by hand: stem 0, encoder blocks 1-2, decoder blocks 3-6 (stage-major), norm 7, head (unmatched) 8.
+    layer_of_module = {
+        "stem": 0,
+        "encoder.blocks.0": 1,
+        "encoder.blocks.1": 2,
+        "decoder.stages.0.blocks.0": 3,
+        "decoder.stages.0.blocks.1": 4,
+        "decoder.stages.1.blocks.0": 5,
+        "decoder.stages.1.blocks.1": 6,
+        "norm": 7,
+        "head": 8,
+    }
+    expected = {name: 0.5 ** (8 - layer_of_module[name.rsplit(".", 1)[0]]) for name, _ in model.named_parameters()}
+    assert scales_of(modifier, model) == expected
+    assert modifier.was_applied_successfully()
+
+
+def test_globs_within_segments_and_the_first_matching_entry_wins() -> None:
+    model = EncoderDecoder()
+    # "*coder.*" would also match the encoder, but the encoder entry comes first; [stem, norm] form one layer.
+    modifier = layerwise(decay=0.5, layers=[["st?m", "norm"], "enc*.blocks.*", "*coder.stages.*"])
+    layer_of_prefix = {"stem": 0, "norm": 0, "encoder.blocks.0": 1, "encoder.blocks.1": 2}
+    layer_of_prefix |= {"decoder.stages.0": 3, "decoder.stages.1": 4, "head": 5}
+    expected = {}
+    for name, _ in model.named_parameters():
+        prefix = next(p for p in layer_of_prefix if name.startswith(p + "."))
+        expected[name] = 0.5 ** (5 - layer_of_prefix[prefix])
+    assert scales_of(modifier, model) == expected
+
+
+def test_an_entry_that_matches_nothing_fails_the_wrapper_naming_it() -> None:
+    config = OptimizerConfig(
+        param_group_modifiers_config=[{"kind": KIND, "decay": 0.5, "layers": ["stem", "encoder.layers.*"]}]  # type: ignore[list-item]
+    )
+    with pytest.raises(ValueError, match=r"unmatched=\['encoder.layers.\*'\]"):
+        OptimizerWrapper(EncoderDecoder(), functools.partial(torch.optim.SGD, lr=1.0), config)
+
+
+def test_without_layers_or_name_a_model_needs_a_group_matcher() -> None:
+    with pytest.raises(ValueError, match="no group_matcher"):
+        scales_of(layerwise(decay=0.5), EncoderDecoder())
+
+
+# ---- timm-style group matchers (the reference comparison with timm itself is in the _timm test module) ----------
+
+
+def test_group_matcher_dict_numbers_groups_and_merges_into_the_previous_one() -> None:
+    names = ["cls_token", "patch_embed.proj.weight", "blocks.0.w", "blocks.1.w", "blocks.10.w", "norm.weight", "head.w"]
+    matcher = {
+        "stem": r"^cls_token|patch_embed",
+        "unused": None,
+        "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (MATCH_PREVIOUS_GROUP,))],
+    }
+    # stem 0; blocks numerically (1, 2, 10 -> 1, 2, 3); norm joins block 10; head is unmatched and last.
+    assert layer_ids_from_group_matcher(names, matcher) == {
+        "cls_token": 0,
+        "patch_embed.proj.weight": 0,
+        "blocks.0.w": 1,
+        "blocks.1.w": 2,
+        "blocks.10.w": 3,
+        "norm.weight": 3,
+        "head.w": 4,
+    }
+
+
+def test_group_matcher_callable_gives_the_ordinals() -> None:
+    ordinals = {"a": 5, "b": (1, 2), "c": (1, 1), "d": 5}
+    assert layer_ids_from_group_matcher(list(ordinals), ordinals.__getitem__) == {"c": 0, "b": 1, "a": 2, "d": 2}
+
+
+def test_beit_numbering_by_name_differs_from_timms_vit_grouping_only_for_the_final_norm() -> None:
+    # timm's ViT matcher puts the final norm into the last block; naming the module list keeps BEiT's numbering.
+    model = TinyViT(depth=3)
+    matcher = {
+        "stem": r"^cls_token|patch_embed",
+        "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (MATCH_PREVIOUS_GROUP,))],
+    }
+    ids = layer_ids_from_group_matcher([n for n, _ in model.named_parameters()], matcher)
+    timm_like = {name: 0.5 ** (max(ids.values()) - layer_id) for name, layer_id in ids.items()}
+    by_name = scales_of(layerwise(name="blocks", decay=0.5), model)
+    differing = {name for name in timm_like if timm_like[name] != by_name[name]}
+    assert differing == {"norm.weight", "norm.bias"}

@@ -79,3 +79,10 @@ def test_base_is_a_real_abc() -> None:
 
     with pytest.raises(TypeError, match="abstract"):
         Incomplete()  # type: ignore[abstract]
+
+
+def test_built_directly_from_a_config_without_kind_as_in_the_original() -> None:
+    model = torch.nn.Linear(2, 2)
+    modifier = LrScaleByNameModifier(ParamGroupModifierConfig(name="weight", scale=0.5))
+    assert modifier.get_properties(model, "weight", model.weight) == {"lr_scale": 0.5}
+    assert str(modifier) == "LrScaleByNameModifier(name=weight,scale=0.5)"

@@ -69,3 +69,11 @@ def test_one_config_builds_the_same_groups_for_the_plain_and_the_ddp_wrapped_mod
         )
     assert tables[0] == tables[1]
     assert ("pos_embed", 1.0, 0.0) in tables[0] and ("head.weight", pytest.approx(0.1), 0.05) in tables[0]
+
+
+def test_built_directly_from_a_config_without_kind_as_in_the_original() -> None:
+    modifier = WeightDecayByNameModifier(ParamGroupModifierConfig(name="cls_token", value=0.0))
+    token = torch.nn.Parameter(torch.zeros(1, 1, 4))
+    assert modifier.get_properties(torch.nn.Module(), "cls_token", token) == {"weight_decay": 0.0}
+    assert modifier.was_applied_successfully()
+    assert str(modifier) == "WeightDecayByNameModifier(name=cls_token), value=0.0)"

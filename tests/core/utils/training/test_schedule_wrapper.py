@@ -14,7 +14,7 @@ def _counter(end: TrainingIteration, upe: int = 4) -> UpdateCounter:
 
 
 def test_update_interval_reference_row() -> None:
-    # SPEC 6.7: LinearIncreasing 0 -> 1 through ScheduleWrapper with end update 10 gives s/9, then 1.0.
+    # The original's value: LinearIncreasing 0 -> 1 through ScheduleWrapper with end update 10 gives s/9, then 1.0.
     counter = _counter(TrainingIteration(update=10))
     wrapper = ScheduleWrapper(_linear(), counter)
     values = []
@@ -22,11 +22,11 @@ def test_update_interval_reference_row() -> None:
         values.append(wrapper.get_value())
         counter.next_update()
     assert values == pytest.approx([s / 9 for s in range(10)])
-    assert wrapper.get_value() == 1.0  # after the last update (decision 10)
+    assert wrapper.get_value() == 1.0  # after the last update: progress is clamped
 
 
 def test_epoch_interval_last_epoch_gets_final_value() -> None:
-    # Decision 15: the original gave 0, 4/11, 8/11 for upe=4 and 3 epochs, never reaching 1.
+    # The last epoch gets the final value; the original gave 0, 4/11, 8/11 for upe=4 and 3 epochs, never reaching 1.
     counter = _counter(TrainingIteration(epoch=3))
     wrapper = ScheduleWrapper(_linear(), counter, interval="epoch")
     seen = []

@@ -24,8 +24,10 @@ class ByNameModifierBase(ParamGroupModifierBase):
 
     duplicate_match_error: type[Exception] = ValueError
 
-    def __init__(self, name: str) -> None:
-        self.name = name
+    def __init__(self, name: str | None) -> None:
+        if name is None:
+            raise ValueError(f"{type(self).__name__} needs a 'name': the parameter name or glob pattern to act on")
+        self.name: str = name
         self.param_was_found = False
         self.matched_names: list[str] = []
 
