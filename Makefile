@@ -3,8 +3,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# timm (the layer-decay tests' reference) without its dependencies: they pull torchvision, a CUDA build.
+TIMM_SPEC ?= timm==1.0.31
 PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
 LINT_DIRS := $(wildcard src tests benchmarks examples) docs/conf.py docs/_ext
+# Two stages: the demo installs only what it needs; the tests, lint and docs add their tools on top.
+DEMO_STAMP := $(VENV)/.installed-demo
 STAMP := $(VENV)/.installed
 # Compiled kernels (Lion's C kernel, inductor's) are cached inside the venv too, unless the caller chose a folder.
 export NOETHER_CACHE_DIR ?= $(CURDIR)/$(VENV)/cache/noether
@@ -14,13 +19,20 @@ export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/$(VENV)/cache/inductor
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(DEMO_STAMP): pyproject.toml Makefile
+	@echo "installing torch and the demo's packages into $(VENV) (first run only, about a minute)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	$(PIP) "$(TORCH_SPEC)"
+	$(PIP) "$(TORCH_SPEC)" -e ".[demo]"
+	touch $(DEMO_STAMP)
+
+$(STAMP): $(DEMO_STAMP)
+	@echo "installing the test, lint, docs and framework packages into $(VENV) (first run only)"
+	$(PIP) "$(TORCH_SPEC)" -e ".[dev]"
+	$(PIP) --no-deps "$(TIMM_SPEC)"
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/noether-optim demo
 
 test: $(STAMP)
