@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from noether.core.schemas.schedules import AnyScheduleConfig
 
@@ -163,6 +163,17 @@ class OptimizerConfig(BaseModel):
     """The fields read by the wrapper rather than by the torch optimizer."""
 
     _optim_wrapper_kwargs: set[str] = PrivateAttr(default_factory=lambda: set(OptimizerConfig.WRAPPER_FIELDS))
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_is_a_str(cls, value: Any) -> Any:
+        # Lax validation would turn b"torch.optim.SGD" into a str; a kind is a class path written as text.
+        if value is not None and not isinstance(value, str):
+            raise ValueError(
+                f"kind must be a str naming the optimizer class, e.g. 'torch.optim.AdamW', got "
+                f"{type(value).__name__} {value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _lr_required_with_kind(self) -> OptimizerConfig:

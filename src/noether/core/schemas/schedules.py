@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args
 
@@ -28,6 +29,7 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     WrapSerializer,
     WrapValidator,
+    field_validator,
     model_validator,
 )
 
@@ -61,6 +63,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_CLASS_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+"""A dotted class path with at least a module and a class name."""
 
 _SHORT = "noether.core.schedules."
 """Prefix of the short ``kind`` strings of the original framework."""
@@ -150,6 +155,17 @@ class ScheduleBaseConfig(BaseModel):
     """Unused; accepted for compatibility."""
     interval: Literal["update", "epoch"] = "update"
     """Whether the schedule advances every update or once per epoch (read by ``ScheduleFactory``)."""
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_is_a_str(cls, value: Any) -> Any:
+        # Lax validation would turn b"pkg.Class" into a str; a kind is a class path written as text, nothing else.
+        if value is not None and not isinstance(value, str):
+            raise ValueError(
+                f"kind must be a str naming the schedule class, e.g. 'noether.core.schedules.ConstantSchedule', got "
+                f"{type(value).__name__} {value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_base_fields(self) -> ScheduleBaseConfig:
@@ -450,8 +466,8 @@ def register_schedule_config(config_class: type[ConfigT]) -> type[ConfigT]:
 
     The config class derives from :class:`ScheduleBaseConfig` and declares its ``kind`` as a ``Literal`` of the
     class path(s) of its schedule, a :class:`~noether.core.schedules.ScheduleBase` subclass whose constructor takes
-    the config. Registering also allows those class paths' modules (and only those) for ``kind`` resolution, so the
-    schedule can be built by ``ScheduleFactory``. Usable as a class decorator.
+    the config. ``ScheduleFactory`` then resolves exactly those class paths (nothing else in their modules, and
+    no other factory); :func:`unregister_schedule_config` withdraws them again. Usable as a class decorator.
 
     Args:
         config_class: The config class.
@@ -461,7 +477,8 @@ def register_schedule_config(config_class: type[ConfigT]) -> type[ConfigT]:
 
     Raises:
         TypeError: If ``config_class`` is not a ``ScheduleBaseConfig`` subclass.
-        ValueError: If it declares no ``kind``, or a ``kind`` that a built-in or another registered config uses.
+        ValueError: If it declares no ``kind``, a ``kind`` that is not a dotted class path, or a ``kind`` that a
+            built-in or another registered config uses.
     """
     if not (isinstance(config_class, type) and issubclass(config_class, ScheduleBaseConfig)):
         raise TypeError(f"register_schedule_config expects a ScheduleBaseConfig subclass, got {config_class!r}")
@@ -472,20 +489,21 @@ def register_schedule_config(config_class: type[ConfigT]) -> type[ConfigT]:
             "kind: Literal['my_project.schedules.MySchedule'] = 'my_project.schedules.MySchedule'"
         )
     for kind in kinds:
+        if _CLASS_PATH.fullmatch(kind) is None:
+            raise ValueError(
+                f"kind {kind!r} of {config_class.__name__} must be a dotted class path such as "
+                "'my_project.schedules.MySchedule'"
+            )
         owner = _BUILTIN_BY_KIND.get(kind) or _NOT_BUILDABLE_BY_KIND.get(kind) or _user_configs.get(kind)
         if owner is not None and owner is not config_class:
             raise ValueError(f"kind {kind!r} of {config_class.__name__} is already used by {owner.__name__}")
-    # Imported here: the factory package imports the schedules, which import these configs.
-    from noether.core.factory.utils import register_module_prefix
-
     for kind in kinds:
-        register_module_prefix(kind.rpartition(".")[0])
         _user_configs[kind] = config_class
     return config_class
 
 
 def unregister_schedule_config(config_class: type[ScheduleBaseConfig]) -> None:
-    """Undo :func:`register_schedule_config` for the config's kinds (the module prefixes stay allowed)."""
+    """Undo :func:`register_schedule_config`: the config's kinds no longer validate nor resolve to a class."""
     for kind in [kind for kind, cls in _user_configs.items() if cls is config_class]:
         del _user_configs[kind]
 
