@@ -206,7 +206,8 @@ def test_defaults() -> None:
         1,
         False,
     )
-    assert IncreasingProgressScheduleConfig(start_value=-1.0).start_value == -1.0  # no >= 0 constraint here
+    with pytest.raises(ValidationError, match=r"start_value must be a finite number in \[0, 1e\+06\], got -1.0"):
+        IncreasingProgressScheduleConfig(start_value=-1.0)  # a negative start trains on a negative lr
 
 
 def test_scheduler_config_validates_standalone() -> None:

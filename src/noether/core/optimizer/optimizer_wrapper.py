@@ -14,6 +14,7 @@ from noether.core.optimizer.grad_scaler_sync import ScalerRounds
 from noether.core.optimizer.gradients import clip_grads_by_value_, group_grads, scale_grads_, total_grad_norm
 from noether.core.optimizer.param_group_modifiers.base import ParamGroupModifierBase
 from noether.core.optimizer.param_groups import build_param_groups
+from noether.core.optimizer.schedule_values import checked_schedule_value
 from noether.core.schemas.optimizers import OptimizerConfig
 from noether.core.utils.bidict import Bidict
 from noether.core.utils.logging.formatting import float_to_scientific_notation
@@ -211,12 +212,19 @@ class OptimizerWrapper:
         proportion to its configured value: ``wd = value * group_wd / config_wd`` (``value`` when the configured
         weight decay is 0). Call once per update, before the forward pass.
         """
-        if self.schedule is not None:
-            value = float(self.schedule.get_value())
+        # Both values are read and checked before any group changes.
+        lr_value = None if self.schedule is None else checked_schedule_value(self.schedule, "lr")
+        wd_value = (
+            None
+            if self.weight_decay_schedule is None
+            else checked_schedule_value(self.weight_decay_schedule, "weight_decay")
+        )
+        if lr_value is not None:
+            value = lr_value
             for group in self.torch_optim.param_groups:
                 _set_hyperparameter(group, "lr", group["lr_scale"] * value if "lr_scale" in group else value)
-        if self.weight_decay_schedule is not None:
-            value = float(self.weight_decay_schedule.get_value())
+        if wd_value is not None:
+            value = wd_value
             for group, factor in zip(self.torch_optim.param_groups, self._wd_factors, strict=True):
                 if not group["exclude_from_wd"]:
                     _set_hyperparameter(group, "weight_decay", value * factor)

@@ -4,9 +4,10 @@ Both accept every config written for the original framework unchanged. The chang
 ``docs/differences/optimizer_wrapper.md``) only reject configs that could not have worked, or add options:
 
 * optimizer keyword arguments (``betas``, ``eps``, ``momentum``, ...) may be given next to ``lr`` and reach the
-  torch optimizer; they are checked against its constructor when it is built (decision 2);
-* ``lr`` is required whenever ``kind`` is set (decision 4); clip values must be > 0 and finite (decision 18);
-* a modifier config needs a ``kind`` (decision 8) and the fields its kind uses (decision 7).
+  torch optimizer; they are checked against its constructor when it is built;
+* ``lr`` is required whenever ``kind`` is set; every numeric field is finite and within the range
+  :mod:`noether.core.schemas.bounds` gives it (clip values > 0);
+* a modifier config needs a ``kind`` and the fields its kind uses.
 """
 
 from __future__ import annotations
@@ -16,6 +17,18 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from noether.core.schemas.bounds import (
+    MAX_CLIP_GRAD_NORM,
+    MAX_CLIP_GRAD_VALUE,
+    MAX_LR,
+    MAX_LR_SCALE,
+    MAX_WEIGHT_DECAY,
+    ClipGradNorm,
+    ClipGradValue,
+    LearningRate,
+    LrScale,
+    WeightDecay,
+)
 from noether.core.schemas.schedules import AnyScheduleConfig
 
 __all__ = ["OptimizerConfig", "ParamGroupModifierConfig"]
@@ -57,11 +70,11 @@ class ParamGroupModifierConfig(BaseModel):
         description="Class path of the modifier, e.g. 'noether.core.optimizer.param_group_modifiers."
         "LrScaleByNameModifier'. Must name a ParamGroupModifierBase subclass."
     )
-    scale: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="Learning-rate multiplier (LrScaleByNameModifier)."
+    scale: LrScale | None = Field(
+        default=None, description=f"Learning-rate multiplier in [0, {MAX_LR_SCALE:g}] (LrScaleByNameModifier)."
     )
-    value: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="Weight decay (WeightDecayByNameModifier)."
+    value: WeightDecay | None = Field(
+        default=None, description=f"Weight decay in [0, {MAX_WEIGHT_DECAY:g}] (WeightDecayByNameModifier)."
     )
     name: str = Field(
         description="Full parameter name (e.g. 'backbone.cls_token') or a glob pattern (e.g. 'blocks.*.bias'). "
@@ -120,20 +133,18 @@ class OptimizerConfig(BaseModel):
     kind: str | None = Field(
         default=None, description="Class path of a torch.optim.Optimizer subclass, e.g. 'torch.optim.AdamW'."
     )
-    lr: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False, description="Learning rate; required when 'kind' is set."
+    lr: LearningRate | None = Field(
+        default=None, description=f"Learning rate in (0, {MAX_LR:g}]; required when 'kind' is set."
     )
-    weight_decay: float | None = Field(
+    weight_decay: WeightDecay | None = Field(
         default=0.0,
-        ge=0,
-        allow_inf_nan=False,
-        description="Weight decay; 0.0 by default and always passed to the optimizer.",
+        description=f"Weight decay in [0, {MAX_WEIGHT_DECAY:g}]; 0.0 by default and always passed to the optimizer.",
     )
-    clip_grad_value: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False, description="Clip each gradient element to +-value."
+    clip_grad_value: ClipGradValue | None = Field(
+        default=None, description=f"Clip each gradient element to +-value, in (0, {MAX_CLIP_GRAD_VALUE:g}]."
     )
-    clip_grad_norm: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False, description="Clip the total L2 gradient norm."
+    clip_grad_norm: ClipGradNorm | None = Field(
+        default=None, description=f"Clip the total L2 gradient norm to this value, in (0, {MAX_CLIP_GRAD_NORM:g}]."
     )
     param_group_modifiers_config: list[ParamGroupModifierConfig] | None = Field(
         default=None, description="Modifiers that change lr scale or weight decay of individual parameters."
