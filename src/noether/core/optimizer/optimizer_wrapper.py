@@ -15,6 +15,7 @@ from noether.core.optimizer.gradients import clip_grads_by_value_, group_grads, 
 from noether.core.optimizer.param_group_modifiers.base import ParamGroupModifierBase
 from noether.core.optimizer.param_groups import build_param_groups
 from noether.core.optimizer.schedule_values import checked_schedule_value
+from noether.core.optimizer.state_validation import validate_optimizer_state
 from noether.core.schemas.optimizers import OptimizerConfig
 from noether.core.utils.bidict import Bidict
 from noether.core.utils.logging.formatting import float_to_scientific_notation
@@ -322,6 +323,7 @@ class OptimizerWrapper:
         missing = [key for key in ("state", "param_groups") if key not in state_dict_to_load]
         if missing:
             raise ValueError(f"state_dict_to_load lacks the key(s) {missing}; expected an optimizer state_dict")
+        validate_optimizer_state(self.torch_optim, state_dict_to_load)  # types, values, structure; nothing changed yet
         current = self.torch_optim.state_dict()
         params_by_index = dict(enumerate(self._params))
         if "param_idx_to_name" in state_dict_to_load:
