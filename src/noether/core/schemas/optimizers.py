@@ -15,7 +15,7 @@ from __future__ import annotations
 import warnings
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from noether.core.schemas.bounds import (
     MAX_CLIP_GRAD_NORM,
@@ -190,6 +190,31 @@ class OptimizerConfig(BaseModel):
     def _lr_required_with_kind(self) -> OptimizerConfig:
         if self.kind is not None and self.lr is None:
             raise ValueError(f"'lr' is required when 'kind' is set (kind={self.kind!r}); give a learning rate > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _schedules_fit_their_defaults(self) -> OptimizerConfig:
+        # A schedule's unset max_value becomes lr (weight_decay for the weight-decay schedule) when the wrapper is
+        # built; check that now, so a config that validates also builds.
+        if self.kind is None:
+            return self
+        for field, source, default in (
+            ("schedule_config", "lr", self.lr),
+            ("weight_decay_schedule", "weight_decay", self.weight_decay or None),
+        ):
+            schedule = getattr(self, field)
+            if schedule is None or "max_value" not in type(schedule).model_fields or schedule.max_value is not None:
+                continue
+            if default is None:
+                raise ValueError(
+                    f"{field} ({type(schedule).__name__}) leaves max_value unset, so it would take {source}, but "
+                    f"{source} is {getattr(self, source)!r}; set max_value, or a {source} > 0"
+                )
+            try:
+                type(schedule).model_validate({**schedule.model_dump(exclude_unset=True), "max_value": default})
+            except ValidationError as error:
+                reasons = "; ".join(str(detail["msg"]).removeprefix("Value error, ") for detail in error.errors())
+                raise ValueError(f"{field} with max_value defaulting to {source}={default}: {reasons}") from None
         return self
 
     def return_optim_wrapper_args(self) -> dict[str, Any]:
