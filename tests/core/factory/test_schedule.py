@@ -208,7 +208,7 @@ def test_builtin_kinds_are_schedule_classes() -> None:
 
 
 def test_every_kind_in_the_union_builds_and_evaluates() -> None:
-    # Decision 14: no kind of AnyScheduleConfig fails at run time.
+    # No kind of AnyScheduleConfig fails at run time.
     from noether.core.schemas.schedules import _BUILTIN_CONFIGS, kinds_of
 
     required: dict[str, dict[str, Any]] = {
