@@ -161,7 +161,7 @@ def test_missing_kind_and_non_mapping() -> None:
     assert "must be a mapping" in _error(3.0)
 
 
-# ---- unknown keys (decision 13) ---------------------------------------------------------------------------------
+# ---- unknown keys ----------------------------------------------------------------------------------------------------
 
 
 def test_unknown_key_is_named_with_a_suggestion() -> None:
