@@ -4,7 +4,8 @@ import pytest
 import torch
 from pydantic import BaseModel
 
-from noether.core.factory import Factory, KindResolutionError
+from noether.core.factory import DatasetFactory, Factory, KindResolutionError
+from noether.core.factory.optimizer import ParamGroupModifierFactory
 
 
 class _Cfg(BaseModel):
@@ -67,3 +68,28 @@ def test_create_list_and_dict() -> None:
     assert Factory().create_dict({"a": obj}) == {"a": obj}
     with pytest.raises(NotImplementedError):
         Factory().create_list(3)  # type: ignore[arg-type]
+
+
+def test_dataset_factory_does_not_build_a_class_merely_imported_into_noether() -> None:
+    # The reported input: lion_cpu imports pathlib.Path, so the path resolved to it although pathlib is not allowed.
+    for kind in ("noether.core.optimizer.lion_cpu.Path", "noether.core.factory.base.BaseModel"):
+        with pytest.raises(KindResolutionError):
+            DatasetFactory().create({"kind": kind})
+
+
+def test_every_factory_of_the_package_has_a_base_class() -> None:
+    import noether.core.factory as package
+
+    factories = [obj for obj in vars(package).values() if isinstance(obj, type) and issubclass(obj, Factory)]
+    factories += [ParamGroupModifierFactory]
+    assert {f.__name__ for f in factories} >= {"DatasetFactory", "OptimizerFactory", "ScheduleFactory"}
+    for factory in factories:
+        if factory is not Factory:
+            assert factory.base_class is not None, factory.__name__
+    assert DatasetFactory.base_class is torch.utils.data.Dataset
+
+
+@pytest.mark.parametrize("kind", [b"torch.optim.SGD", bytearray(b"torch.optim.SGD"), 3])
+def test_kind_that_is_not_a_str_is_refused(kind: object) -> None:
+    with pytest.raises(KindResolutionError, match=rf"kind must be a str .*got {type(kind).__name__}"):
+        Factory().create({"kind": kind, "lr": 0.1}, params=[torch.nn.Parameter(torch.zeros(1))])

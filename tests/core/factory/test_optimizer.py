@@ -104,7 +104,7 @@ def test_str_of_the_factory_built_wrapper() -> None:
 
 
 def test_dataset_factory_is_a_plain_factory() -> None:
-    assert issubclass(DatasetFactory, Factory) and DatasetFactory.base_class is None
+    assert issubclass(DatasetFactory, Factory) and DatasetFactory.base_class is torch.utils.data.Dataset
 
 
 def test_modifier_without_kind_is_refused_by_the_factory_naming_the_field_and_the_kinds() -> None:

@@ -208,7 +208,7 @@ def test_builtin_kinds_are_schedule_classes() -> None:
 
 
 def test_every_kind_in_the_union_builds_and_evaluates() -> None:
-    # Decision 14: no kind of AnyScheduleConfig fails at run time.
+    # No kind of AnyScheduleConfig fails at run time.
     from noether.core.schemas.schedules import _BUILTIN_CONFIGS, kinds_of
 
     required: dict[str, dict[str, Any]] = {
@@ -245,3 +245,60 @@ def test_config_of_an_unusable_kind_is_refused_before_training() -> None:
 
     with pytest.raises(ValueError, match="no progress function"):
         ScheduleFactory().create(DecreasingProgressScheduleConfig(max_value=1.0))
+
+
+# ---- registration allows exact class paths, for the schedule factory only, until unregistered ----------------------
+
+
+def test_registering_a_foreign_kind_never_allows_its_module() -> None:
+    from typing import Literal
+
+    from noether.core.factory import DatasetFactory, Factory, allowed_module_prefixes
+
+    class PopenConfig(ScheduleBaseConfig):
+        kind: Literal["subprocess.Popen"] = "subprocess.Popen"
+
+    prefixes = allowed_module_prefixes()
+    register_schedule_config(PopenConfig)
+    try:
+        assert allowed_module_prefixes() == prefixes
+        with pytest.raises(KindResolutionError, match=r"subclass of noether\.core\.schedules\.base\.ScheduleBase"):
+            ScheduleFactory().create(PopenConfig())
+        for factory in (DatasetFactory(), Factory()):
+            with pytest.raises(KindResolutionError, match="not allowed"):
+                factory.create({"kind": "subprocess.Popen", "args": ["true"]})
+    finally:
+        unregister_schedule_config(PopenConfig)
+    assert allowed_module_prefixes() == prefixes
+    with pytest.raises(KindResolutionError, match="not allowed"):
+        DatasetFactory().create({"kind": "subprocess.Popen", "args": ["true"]})
+
+
+def test_unregistering_withdraws_the_exact_path(user_schedule: Any) -> None:
+    config = user_schedule.SquareRootDecayConfig(max_value=1.0)
+    assert ScheduleFactory().create(config, update_counter=_counter()) is not None
+    from noether.core.factory import Factory
+
+    with pytest.raises(KindResolutionError, match="not allowed"):  # only the schedule factory resolves it
+        Factory().create({"kind": "user_schedules_pkg.sched.SquareRootDecay"})
+    unregister_schedule_config(user_schedule.SquareRootDecayConfig)
+    with pytest.raises(KindResolutionError, match="not allowed"):
+        ScheduleFactory().create(config, update_counter=_counter())
+
+
+def test_registration_refuses_a_kind_that_is_not_a_class_path() -> None:
+    from typing import Literal
+
+    class NoModule(ScheduleBaseConfig):
+        kind: Literal["MySchedule"] = "MySchedule"
+
+    with pytest.raises(ValueError, match="must be a dotted class path"):
+        register_schedule_config(NoModule)
+
+
+@pytest.mark.parametrize("kind", [b"noether.core.schedules.ConstantSchedule", 3])
+def test_schedule_kind_that_is_not_a_str_is_refused(kind: object) -> None:
+    with pytest.raises(ValidationError, match="must be a str"):
+        ConstantScheduleConfig(kind=kind, value=1.0)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="kind must be a str"):
+        ScheduleBaseConfig(kind=kind)  # type: ignore[arg-type]

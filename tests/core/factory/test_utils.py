@@ -76,3 +76,40 @@ def test_all_ctor_kwarg_names_walks_bases() -> None:
         def __init__(self, b: int, **kwargs: int) -> None: ...
 
     assert all_ctor_kwarg_names(B) == {"a", "b", "kwargs"}
+
+
+# ---- the class must be defined where it may be resolved from -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "defined_in"),
+    [
+        ("noether.core.factory.base.BaseModel", "pydantic.main"),  # base.py imports pydantic's BaseModel
+        ("noether.core.factory.utils.Collection", "collections.abc"),
+        ("torch.optim.adamw.Tensor", "torch"),
+    ],
+)
+def test_refuses_a_class_only_imported_into_an_allowed_module(path: str, defined_in: str) -> None:
+    with pytest.raises(KindResolutionError, match=rf"not allowed: .*defined in module '{defined_in}'") as info:
+        class_constructor_from_class_path(path)
+    assert repr(path) in str(info.value)
+
+
+def test_exact_class_paths_allow_only_that_path() -> None:
+    with pytest.raises(KindResolutionError, match="not allowed"):
+        class_constructor_from_class_path("json.JSONDecoder")
+    decoder = class_constructor_from_class_path("json.JSONDecoder", exact_class_paths={"json.JSONDecoder"})
+    assert decoder.__name__ == "JSONDecoder"  # defined in json.decoder, a submodule of the exact path's module
+    with pytest.raises(KindResolutionError, match="not allowed"):
+        class_constructor_from_class_path("json.JSONEncoder", exact_class_paths={"json.JSONDecoder"})
+    # An exactly allowed path that merely re-exports a class from elsewhere is still refused.
+    with pytest.raises(KindResolutionError, match=r"defined in module 'pydantic\.main'"):
+        class_constructor_from_class_path(
+            "noether.core.factory.base.BaseModel", exact_class_paths={"noether.core.factory.base.BaseModel"}
+        )
+
+
+@pytest.mark.parametrize("path", [b"torch.optim.SGD", bytearray(b"torch.optim.SGD"), ["torch.optim.SGD"]])
+def test_refuses_kinds_that_are_not_str(path: object) -> None:
+    with pytest.raises(KindResolutionError, match=rf"kind must be a str .* got {type(path).__name__}"):
+        class_constructor_from_class_path(path)  # type: ignore[arg-type]

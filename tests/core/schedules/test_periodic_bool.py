@@ -14,17 +14,17 @@ def test_starts_on_then_alternates() -> None:
 
 
 def test_starts_off_with_custom_values() -> None:
-    assert _values(initial_state=False, on_duration=1, off_duration=2, on_value=5.0, off_value=-1.0) == [
-        -1,
-        -1,
+    assert _values(initial_state=False, on_duration=1, off_duration=2, on_value=5.0, off_value=0.5) == [
+        0.5,
+        0.5,
         5,
-        -1,
-        -1,
+        0.5,
+        0.5,
         5,
-        -1,
-        -1,
+        0.5,
+        0.5,
         5,
-        -1,
+        0.5,
     ]
 
 

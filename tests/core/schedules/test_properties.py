@@ -181,7 +181,7 @@ def test_step_kinds_with_factor_at_most_one_never_increase(
 
 @FAST
 @given(
-    entries=st.lists(st.floats(min_value=-5, max_value=5), min_size=1, max_size=20),
+    entries=st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=20),
     total_steps=lengths,
 )
 def test_custom_holds_its_last_value(entries: list[float], total_steps: int) -> None:
@@ -201,13 +201,13 @@ def test_periodic_bool_is_periodic_with_the_right_duty_cycle(
     initial_state: bool, on: int, off: int, invert: bool, total_steps: int
 ) -> None:
     config = PeriodicBoolScheduleConfig(
-        initial_state=initial_state, on_duration=on, off_duration=off, invert=invert, on_value=2.0, off_value=-1.0
+        initial_state=initial_state, on_duration=on, off_duration=off, invert=invert, on_value=2.0, off_value=0.5
     )
     curve = _curve(PeriodicBoolSchedule(config), total_steps)
     period = on + off
     assert all(curve[i] == curve[i + period] for i in range(len(curve) - period))
     if len(curve) >= period:
-        state_on_value = -1.0 if invert else 2.0
+        state_on_value = 0.5 if invert else 2.0
         assert curve[:period].count(state_on_value) == on
         assert (curve[0] == state_on_value) == (initial_state and on > 0)
 

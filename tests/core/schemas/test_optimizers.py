@@ -177,3 +177,10 @@ def test_bad_schedule_names_the_field(field: str) -> None:
     with pytest.raises(ValidationError) as info:
         OptimizerConfig(**{field: {"kind": "noether.core.schedules.NoSuchSchedule"}})  # type: ignore[arg-type]
     assert info.value.errors()[0]["loc"][0] == field
+
+
+@pytest.mark.parametrize("kind", [b"torch.optim.SGD", bytearray(b"torch.optim.SGD"), 3])
+def test_kind_must_be_a_str(kind: object) -> None:
+    # Lax validation used to turn b"torch.optim.SGD" into a str and build the optimizer.
+    with pytest.raises(ValidationError, match=rf"kind must be a str naming the optimizer class.*{type(kind).__name__}"):
+        OptimizerConfig(kind=kind, lr=0.1)  # type: ignore[arg-type]

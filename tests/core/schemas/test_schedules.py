@@ -161,7 +161,7 @@ def test_missing_kind_and_non_mapping() -> None:
     assert "must be a mapping" in _error(3.0)
 
 
-# ---- unknown keys are refused ------------------------------------------------------------------------------
+# ---- unknown keys ----------------------------------------------------------------------------------------------------
 
 
 def test_unknown_key_is_named_with_a_suggestion() -> None:
@@ -206,7 +206,8 @@ def test_defaults() -> None:
         1,
         False,
     )
-    assert IncreasingProgressScheduleConfig(start_value=-1.0).start_value == -1.0  # no >= 0 constraint here
+    with pytest.raises(ValidationError, match=r"start_value must be a finite number in \[0, 1e\+06\], got -1.0"):
+        IncreasingProgressScheduleConfig(start_value=-1.0)  # a negative start trains on a negative lr
 
 
 def test_scheduler_config_validates_standalone() -> None:

@@ -23,8 +23,10 @@ class Factory:
     * A mapping is unpacked: ``kind`` is removed, the rest are keyword arguments, ``cls(**rest, **kwargs)``.
     * An already built object is returned as is; a ``functools.partial`` or a class is called with ``kwargs``.
 
-    Every ``kind`` goes through :func:`~noether.core.factory.utils.class_constructor_from_class_path`, so it only
-    resolves under the allowed module prefixes and, when :attr:`base_class` is set, only to its subclasses.
+    Every ``kind`` goes through :func:`~noether.core.factory.utils.class_constructor_from_class_path`, so it must be a
+    ``str`` and only resolves to a class defined under the allowed module prefixes and, when :attr:`base_class` is
+    set, only to its subclasses. Every factory of this package sets :attr:`base_class`; a factory of your own should
+    too, so that a config cannot build an unrelated class that happens to live under an allowed prefix.
 
     Args:
         returns_partials: Return ``functools.partial`` objects (or classes) instead of instances, for objects that
@@ -32,7 +34,8 @@ class Factory:
     """
 
     base_class: type[Any] | None = None
-    """The class every ``kind`` must derive from; ``None`` accepts any class under the allowed prefixes."""
+    """The class every ``kind`` must derive from; ``None`` (this generic class only) accepts any class defined under
+    the allowed prefixes."""
 
     def __init__(self, returns_partials: bool = False) -> None:
         self.returns_partials = returns_partials

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import torch.utils.data
+
 from noether.core.factory.base import Factory
 
 __all__ = ["DatasetFactory"]
 
 
 class DatasetFactory(Factory):
-    """A plain :class:`Factory` for dataset configs: a ``kind`` resolves under the allowed module prefixes only."""
+    """A :class:`Factory` for dataset configs.
+
+    A ``kind`` must name a ``torch.utils.data.Dataset`` subclass defined under the allowed module prefixes: register
+    your project's package with :func:`~noether.core.factory.register_module_prefix` first.
+    """
+
+    base_class = torch.utils.data.Dataset

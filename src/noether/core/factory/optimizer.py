@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import functools
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any, Protocol, cast, overload
 
@@ -47,6 +48,45 @@ def _constructor_parameters(cls: type[Any]) -> list[inspect.Parameter]:
         return [inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD)]
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) or (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    )
+
+
+def _expected_like(default: Any, value: Any) -> str | None:
+    """What ``value`` should be, judged by the constructor's ``default``, or None if it fits (or nothing is known)."""
+    if default is inspect.Parameter.empty or default is None or isinstance(value, torch.Tensor):
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "true or false"
+    if isinstance(default, (int, float)):
+        return None if _is_number(value) else "a finite number"
+    if isinstance(default, tuple) and all(entry is None or _is_number(entry) for entry in default):
+        fits = (
+            isinstance(value, tuple)
+            and len(value) == len(default)
+            and all(_is_number(v) or (d is None and v is None) for v, d in zip(value, default, strict=True))
+        )
+        return None if fits else f"a list of {len(default)} finite numbers (default {list(default)})"
+    return None
+
+
+def _check_argument_types(
+    optimizer_class: type[torch.optim.Optimizer], parameters: list[inspect.Parameter], kwargs: dict[str, Any]
+) -> None:
+    # Checked here, before anything is built: torch would report `betas: 0.2` as "'float' object is not
+    # subscriptable" from deep inside its constructor, naming neither the optimizer nor the argument.
+    defaults = {p.name: p.default for p in parameters}
+    for key, value in kwargs.items():
+        expected = _expected_like(defaults.get(key, inspect.Parameter.empty), value)
+        if expected is not None:
+            raise ValueError(
+                f"OptimizerConfig argument '{key}' of {optimizer_class.__module__}.{optimizer_class.__qualname__} "
+                f"must be {expected}, got {type(value).__name__} {value!r}"
+            )
+
+
 def optimizer_kwargs_for(optimizer_class: type[torch.optim.Optimizer], config: OptimizerConfig) -> dict[str, Any]:
     """The keyword arguments of ``config`` for ``optimizer_class``, checked against its constructor.
 
@@ -54,10 +94,12 @@ def optimizer_kwargs_for(optimizer_class: type[torch.optim.Optimizer], config: O
     is 0.0.
 
     Raises:
-        ValueError: A key the constructor does not accept; the message lists the accepted ones.
+        ValueError: A key the constructor does not accept (the message lists the accepted ones), or a value of
+            another type than the constructor's default for it (a number for ``betas``, a string for ``eps``).
     """
     kwargs = config.optimizer_kwargs()
     parameters = _constructor_parameters(optimizer_class)
+    _check_argument_types(optimizer_class, parameters, kwargs)
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
         return kwargs
     keyword_kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)

@@ -7,8 +7,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from noether.core.factory.base import Factory
+from noether.core.factory.utils import class_constructor_from_class_path
 from noether.core.schedules.base import ScheduleBase
-from noether.core.schemas.schedules import ScheduleBaseConfig, unusable_kind_reason, validate_schedule_config
+from noether.core.schemas.schedules import (
+    ScheduleBaseConfig,
+    registered_schedule_configs,
+    unusable_kind_reason,
+    validate_schedule_config,
+)
 from noether.core.utils.training.counter import UpdateCounter
 from noether.core.utils.training.schedule_wrapper import ScheduleWrapper
 
@@ -21,10 +27,18 @@ class ScheduleFactory(Factory):
     """Creates a :class:`ScheduleWrapper` from a schedule config.
 
     The config's ``kind`` resolves only to a :class:`~noether.core.schedules.ScheduleBase` subclass under the
-    allowed module prefixes (``noether``, plus those registered), refused before anything is imported.
+    allowed module prefixes (``noether``, plus those registered), or to the exact class path of a schedule config
+    registered with :func:`~noether.core.schemas.schedules.register_schedule_config` (for as long as it stays
+    registered); anything else is refused before it is imported.
     """
 
     base_class = ScheduleBase
+
+    def resolve_kind(self, kind: str) -> type[Any]:
+        """Resolve ``kind`` to a ``ScheduleBase`` subclass; registered configs' kinds are allowed as exact paths."""
+        return class_constructor_from_class_path(
+            kind, base=ScheduleBase, exact_class_paths=registered_schedule_configs().keys()
+        )
 
     def create(  # type: ignore[override]
         self,

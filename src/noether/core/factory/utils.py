@@ -4,11 +4,15 @@ A ``kind`` string comes from a config file, and a config file is untrusted input
 call arbitrary code (``os.system``, ``builtins.eval``, a module with import-time side effects). Every path is
 therefore checked *before* anything is imported:
 
-1. it must look like a dotted Python path (``package.module.ClassName``);
+1. it must be a ``str`` (bytes and other objects are refused) that looks like a dotted Python path
+   (``package.module.ClassName``);
 2. its module must lie under an allowed prefix: ``noether`` and ``torch.optim`` by default, plus prefixes the user
-   registers with :func:`register_module_prefix`;
-3. after import, the attribute must be a class, and a subclass of the base the caller expects (an optimizer kind
-   must be a ``torch.optim.Optimizer``, a schedule kind a ``ScheduleBase``, and so on).
+   registers with :func:`register_module_prefix`, or the path must be one of the exact class paths the caller
+   allows for this one lookup (``ScheduleFactory`` allows the kinds of registered schedule configs this way);
+3. after import, the attribute must be a class *defined* under an allowed prefix (its ``__module__``), not merely
+   reachable from one: ``noether.some.module.Path`` is refused when that module merely imported ``pathlib.Path``;
+4. the class must be a subclass of the base the caller expects (an optimizer kind must be a
+   ``torch.optim.Optimizer``, a schedule kind a ``ScheduleBase``, and so on).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import contextlib
 import importlib
 import inspect
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any, TypeVar, overload
 
 __all__ = [
@@ -95,33 +99,57 @@ def _is_under(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
 
+def _defining_module_allowed(module: Any, class_path: str, exact: bool) -> bool:
+    if not isinstance(module, str):
+        return False
+    if any(_is_under(module, prefix) for prefix in allowed_module_prefixes()):
+        return True
+    # An exactly allowed path may name a class its package re-exports from one of its own submodules.
+    return exact and _is_under(module, class_path.rpartition(".")[0])
+
+
 @overload
-def class_constructor_from_class_path(class_path: str, *, base: type[T]) -> type[T]: ...
+def class_constructor_from_class_path(
+    class_path: str, *, base: type[T], exact_class_paths: Collection[str] = ()
+) -> type[T]: ...
 @overload
-def class_constructor_from_class_path(class_path: str, *, base: None = None) -> type[Any]: ...
-def class_constructor_from_class_path(class_path: str, *, base: type[Any] | None = None) -> type[Any]:
+def class_constructor_from_class_path(
+    class_path: str, *, base: None = None, exact_class_paths: Collection[str] = ()
+) -> type[Any]: ...
+def class_constructor_from_class_path(
+    class_path: str, *, base: type[Any] | None = None, exact_class_paths: Collection[str] = ()
+) -> type[Any]:
     """Resolve a ``kind`` class path such as ``torch.optim.AdamW`` to its class, safely.
 
-    The module is imported only if it lies under an allowed prefix (see :func:`allowed_module_prefixes`); the
-    attribute must be a class, and a subclass of ``base`` when one is given.
+    The module is imported only if it lies under an allowed prefix (see :func:`allowed_module_prefixes`) or the path
+    is one of ``exact_class_paths``; the attribute must be a class defined under an allowed prefix (or, for an exact
+    path, in that path's module or one of its submodules), and a subclass of ``base`` when one is given.
 
     Args:
         class_path: ``"package.module.ClassName"``. Classes nested in classes are not supported.
         base: The class the result must derive from.
+        exact_class_paths: Class paths allowed for this lookup only, in addition to the allowed prefixes. Nothing
+            else in their modules becomes resolvable.
 
     Returns:
         The class.
 
     Raises:
-        KindResolutionError: If the path is malformed, outside the allowed prefixes, cannot be imported, does not
-            name a class, or names a class that is not a subclass of ``base``. Nothing is imported for the first
-            two cases.
+        KindResolutionError: If the path is not a str, is malformed, is outside the allowed prefixes, cannot be
+            imported, does not name a class, names a class defined outside the allowed prefixes, or names a class
+            that is not a subclass of ``base``. Nothing is imported for the first three cases.
     """
-    if not isinstance(class_path, str) or _DOTTED_PATH.fullmatch(class_path) is None or "." not in class_path:
+    if not isinstance(class_path, str):
+        raise KindResolutionError(
+            f"kind must be a str holding a dotted class path such as 'torch.optim.AdamW', got "
+            f"{type(class_path).__name__} {class_path!r}"
+        )
+    if _DOTTED_PATH.fullmatch(class_path) is None or "." not in class_path:
         raise KindResolutionError(f"kind must be a dotted class path such as 'torch.optim.AdamW', got {class_path!r}")
     module_name, _, attribute = class_path.rpartition(".")
     allowed = allowed_module_prefixes()
-    if not any(_is_under(module_name, prefix) for prefix in allowed):
+    exact = class_path in exact_class_paths
+    if not exact and not any(_is_under(module_name, prefix) for prefix in allowed):
         raise KindResolutionError(
             f"kind {class_path!r} is not allowed: its module {module_name!r} is outside the allowed module prefixes "
             f"{list(allowed)}. If it is your own class, allow its package first with "
@@ -139,6 +167,14 @@ def class_constructor_from_class_path(class_path: str, *, base: type[Any] | None
         ) from error
     if not inspect.isclass(obj):
         raise KindResolutionError(f"kind {class_path!r} must name a class, but it is {type(obj).__name__} {obj!r}")
+    defined_in = getattr(obj, "__module__", None)
+    if not _defining_module_allowed(defined_in, class_path, exact):
+        # The module only imported the class from elsewhere: resolving it would reach outside the allowed prefixes.
+        raise KindResolutionError(
+            f"kind {class_path!r} is not allowed: it names {defined_in}.{obj.__qualname__}, a class defined in "
+            f"module {defined_in!r}, which is outside the allowed module prefixes {list(allowed)}; name the class "
+            "by the module that defines it, and allow that module's package if it is your own"
+        )
     if base is not None and not issubclass(obj, base):
         raise KindResolutionError(
             f"kind {class_path!r} must name a subclass of {base.__module__}.{base.__qualname__}, "

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from noether.core.optimizer.param_names import normalized_or_raw_names
+from noether.core.optimizer.state_validation import state_tensor_problem
 
 __all__ = ["LoadReport", "remap_state_by_name", "state_tensor_mismatch"]
 
@@ -46,26 +47,14 @@ class LoadReport:
         )
 
 
-def _kind(dtype: torch.dtype) -> str:
-    if dtype.is_complex:
-        return "complex"
-    return "float" if dtype.is_floating_point else "other"
-
-
 def state_tensor_mismatch(param: torch.Tensor, key: str, value: torch.Tensor) -> str | None:
     """Why the saved state tensor ``value`` cannot belong to ``param``, or None if it can.
 
-    A state tensor of the parameter's rank (``exp_avg``, ``momentum_buffer``, a factored second moment) must
-    broadcast to the parameter's shape; floating point and complex must not be mixed. Tensors of another rank
-    (step counters, preconditioners) are not checked: their shape is the optimizer's business.
+    See :func:`~noether.core.optimizer.state_validation.state_tensor_problem`: moments and momentum buffers must have
+    exactly the parameter's shape (a broadcastable one would fail only at the next step), factored second moments
+    must broadcast to it, and floating point and complex must not be mixed.
     """
-    broadcastable = all(v in (p, 1) for v, p in zip(value.shape, param.shape, strict=False))
-    if value.ndim == param.ndim and value.ndim > 0 and not broadcastable:
-        return f"state '{key}' has shape {tuple(value.shape)} but the parameter has shape {tuple(param.shape)}"
-    kinds = {_kind(value.dtype), _kind(param.dtype)}
-    if value.ndim == param.ndim and kinds == {"float", "complex"}:
-        return f"state '{key}' has dtype {value.dtype} but the parameter has dtype {param.dtype}"
-    return None
+    return state_tensor_problem(param, key, value)
 
 
 def _copy_state(param: torch.Tensor, state: Mapping[str, Any]) -> dict[str, Any]:

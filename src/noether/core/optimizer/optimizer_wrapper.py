@@ -17,6 +17,8 @@ from noether.core.optimizer.gradients import clip_grads_by_value_, group_grads, 
 from noether.core.optimizer.lr_scheduler import ScheduleLR, set_hyperparameter
 from noether.core.optimizer.param_group_modifiers.base import ParamGroupModifierBase
 from noether.core.optimizer.param_groups import build_param_groups
+from noether.core.optimizer.schedule_values import checked_schedule_value
+from noether.core.optimizer.state_validation import validate_optimizer_state
 from noether.core.schemas.optimizers import OptimizerConfig
 from noether.core.utils.bidict import Bidict
 from noether.core.utils.logging.formatting import float_to_scientific_notation
@@ -341,12 +343,18 @@ class OptimizerWrapper(torch.optim.Optimizer):
         weight decay is 0). Call once per update, before the forward pass (or let ``advance_counter=True`` or a
         scheduler from :meth:`lr_scheduler` do it).
         """
-        if self.schedule is not None:
-            value = float(self.schedule.get_value())
+        # Both values are read and checked before any group changes.
+        lr_value = None if self.schedule is None else checked_schedule_value(self.schedule, "lr")
+        wd_value = (
+            None
+            if self.weight_decay_schedule is None
+            else checked_schedule_value(self.weight_decay_schedule, "weight_decay")
+        )
+        if lr_value is not None:
             for group in self.param_groups:
-                set_hyperparameter(group, "lr", group["lr_scale"] * value if "lr_scale" in group else value)
-        if self.weight_decay_schedule is not None:
-            value = float(self.weight_decay_schedule.get_value())
+                set_hyperparameter(group, "lr", group["lr_scale"] * lr_value if "lr_scale" in group else lr_value)
+        if wd_value is not None:
+            value = wd_value
             for group, factor in zip(self.param_groups, self._wd_factors, strict=True):
                 if not group["exclude_from_wd"]:
                     set_hyperparameter(group, "weight_decay", value * factor)
@@ -590,6 +598,8 @@ class OptimizerWrapper(torch.optim.Optimizer):
         else:
             positional = _renumbered(state_dict_to_load)
             checkpoint = {**positional, "param_idx_to_name": self._positional_names(positional)}
+        # Types, values and structure of the whole checkpoint, before anything changes.
+        validate_optimizer_state(self.torch_optim, checkpoint)
         new_state, report = remap_state_by_name(
             checkpoint, self.param_idx_to_name.to_forward(), params_by_index, strict=strict
         )

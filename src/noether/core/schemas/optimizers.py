@@ -5,7 +5,8 @@ Both accept every config written for the original framework unchanged. The chang
 
 * optimizer keyword arguments (``betas``, ``eps``, ``momentum``, ...) may be given next to ``lr`` and reach the
   torch optimizer; they are checked against its constructor when it is built;
-* ``lr`` is required whenever ``kind`` is set; clip values must be > 0 and finite;
+* ``lr`` is required whenever ``kind`` is set; every numeric field is finite and within the range
+  :mod:`noether.core.schemas.bounds` gives it (clip values > 0);
 * a modifier config's ``kind`` stays optional, as in the original, so that a modifier can be built directly from a
   config; the factory, which has to resolve the kind, requires it. A config with a kind must carry the fields that
   kind uses (``scale`` for ``LrScaleByNameModifier``, ``value`` for ``WeightDecayByNameModifier``).
@@ -16,8 +17,20 @@ from __future__ import annotations
 import warnings
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from noether.core.schemas.bounds import (
+    MAX_CLIP_GRAD_NORM,
+    MAX_CLIP_GRAD_VALUE,
+    MAX_LR,
+    MAX_LR_SCALE,
+    MAX_WEIGHT_DECAY,
+    ClipGradNorm,
+    ClipGradValue,
+    LearningRate,
+    LrScale,
+    WeightDecay,
+)
 from noether.core.schemas.schedules import AnyScheduleConfig
 
 __all__ = ["OptimizerConfig", "ParamGroupModifierConfig"]
@@ -62,11 +75,11 @@ class ParamGroupModifierConfig(BaseModel):
         "built directly from a config (WeightDecayByNameModifier(ParamGroupModifierConfig(name=..., value=0.0))); "
         "the factory that builds modifiers from an OptimizerConfig requires it.",
     )
-    scale: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="Learning-rate multiplier (LrScaleByNameModifier)."
+    scale: LrScale | None = Field(
+        default=None, description=f"Learning-rate multiplier in [0, {MAX_LR_SCALE:g}] (LrScaleByNameModifier)."
     )
-    value: float | None = Field(
-        default=None, ge=0, allow_inf_nan=False, description="Weight decay (WeightDecayByNameModifier)."
+    value: WeightDecay | None = Field(
+        default=None, description=f"Weight decay in [0, {MAX_WEIGHT_DECAY:g}] (WeightDecayByNameModifier)."
     )
     name: str | None = Field(
         default=None,
@@ -171,20 +184,18 @@ class OptimizerConfig(BaseModel):
     kind: str | None = Field(
         default=None, description="Class path of a torch.optim.Optimizer subclass, e.g. 'torch.optim.AdamW'."
     )
-    lr: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False, description="Learning rate; required when 'kind' is set."
+    lr: LearningRate | None = Field(
+        default=None, description=f"Learning rate in (0, {MAX_LR:g}]; required when 'kind' is set."
     )
-    weight_decay: float | None = Field(
+    weight_decay: WeightDecay | None = Field(
         default=0.0,
-        ge=0,
-        allow_inf_nan=False,
-        description="Weight decay; 0.0 by default and always passed to the optimizer.",
+        description=f"Weight decay in [0, {MAX_WEIGHT_DECAY:g}]; 0.0 by default and always passed to the optimizer.",
     )
-    clip_grad_value: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False, description="Clip each gradient element to +-value."
+    clip_grad_value: ClipGradValue | None = Field(
+        default=None, description=f"Clip each gradient element to +-value, in (0, {MAX_CLIP_GRAD_VALUE:g}]."
     )
-    clip_grad_norm: float | None = Field(
-        default=None, gt=0, allow_inf_nan=False, description="Clip the total L2 gradient norm."
+    clip_grad_norm: ClipGradNorm | None = Field(
+        default=None, description=f"Clip the total L2 gradient norm to this value, in (0, {MAX_CLIP_GRAD_NORM:g}]."
     )
     param_group_modifiers_config: list[ParamGroupModifierConfig] | None = Field(
         default=None, description="Modifiers that change lr scale or weight decay of individual parameters."
@@ -215,10 +226,46 @@ class OptimizerConfig(BaseModel):
 
     _optim_wrapper_kwargs: set[str] = PrivateAttr(default_factory=lambda: set(OptimizerConfig.WRAPPER_FIELDS))
 
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_is_a_str(cls, value: Any) -> Any:
+        # Lax validation would turn b"torch.optim.SGD" into a str; a kind is a class path written as text.
+        if value is not None and not isinstance(value, str):
+            raise ValueError(
+                f"kind must be a str naming the optimizer class, e.g. 'torch.optim.AdamW', got "
+                f"{type(value).__name__} {value!r}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _lr_required_with_kind(self) -> OptimizerConfig:
         if self.kind is not None and self.lr is None:
             raise ValueError(f"'lr' is required when 'kind' is set (kind={self.kind!r}); give a learning rate > 0")
+        return self
+
+    @model_validator(mode="after")
+    def _schedules_fit_their_defaults(self) -> OptimizerConfig:
+        # A schedule's unset max_value becomes lr (weight_decay for the weight-decay schedule) when the wrapper is
+        # built; check that now, so a config that validates also builds.
+        if self.kind is None:
+            return self
+        for field, source, default in (
+            ("schedule_config", "lr", self.lr),
+            ("weight_decay_schedule", "weight_decay", self.weight_decay or None),
+        ):
+            schedule = getattr(self, field)
+            if schedule is None or "max_value" not in type(schedule).model_fields or schedule.max_value is not None:
+                continue
+            if default is None:
+                raise ValueError(
+                    f"{field} ({type(schedule).__name__}) leaves max_value unset, so it would take {source}, but "
+                    f"{source} is {getattr(self, source)!r}; set max_value, or a {source} > 0"
+                )
+            try:
+                type(schedule).model_validate({**schedule.model_dump(exclude_unset=True), "max_value": default})
+            except ValidationError as error:
+                reasons = "; ".join(str(detail["msg"]).removeprefix("Value error, ") for detail in error.errors())
+                raise ValueError(f"{field} with max_value defaulting to {source}={default}: {reasons}") from None
         return self
 
     def return_optim_wrapper_args(self) -> dict[str, Any]:

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -28,7 +31,20 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     WrapSerializer,
     WrapValidator,
+    field_validator,
     model_validator,
+)
+
+from noether.core.schemas.bounds import (
+    MAX_SCHEDULE_VALUE,
+    MIN_INTERVAL,
+    Factor,
+    Fraction,
+    OverhangPercent,
+    Power,
+    ScheduleValue,
+    StepCount,
+    bounded,
 )
 
 __all__ = [
@@ -61,6 +77,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+_CLASS_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+"""A dotted class path with at least a module and a class name."""
 
 _SHORT = "noether.core.schedules."
 """Prefix of the short ``kind`` strings of the original framework."""
@@ -130,26 +149,37 @@ class ScheduleBaseConfig(BaseModel):
 
     kind: str | None = "noether.core.schedules.base.ScheduleBase"
     """Class path of the schedule to build."""
-    overhang_percent: float | None = Field(None, ge=0)
+    overhang_percent: OverhangPercent | None = None
     """Stretch the run by this fraction of its length: the schedule is evaluated as if ``T + int(T * p)`` long."""
-    overhang_steps: int | None = Field(None, ge=0)
+    overhang_steps: StepCount | None = None
     """Stretch the run by this many steps: the schedule is evaluated as if ``T + n`` long."""
-    start_value: float = Field(0.0, ge=0)
+    start_value: ScheduleValue = 0.0
     """Value at the first step (increasing and warmup schedules)."""
-    end_value: float = Field(1e-6, ge=0)
+    end_value: ScheduleValue = 1e-6
     """Value at the last step (decreasing and decay schedules)."""
-    weight_decay: float | None = 0.0
+    weight_decay: ScheduleValue | None = 0.0
     """Unused; accepted for compatibility with configs of the original framework."""
-    start_percent: float | None = Field(None, ge=0, le=1)
+    start_percent: Fraction | None = None
     """Unused; accepted for compatibility."""
-    end_percent: float | None = Field(None, ge=0, le=1)
+    end_percent: Fraction | None = None
     """Unused; accepted for compatibility."""
-    start_step: int | None = Field(None, ge=0)
+    start_step: StepCount | None = None
     """Unused; accepted for compatibility."""
-    end_step: int | None = Field(None, ge=0)
+    end_step: StepCount | None = None
     """Unused; accepted for compatibility."""
     interval: Literal["update", "epoch"] = "update"
     """Whether the schedule advances every update or once per epoch (read by ``ScheduleFactory``)."""
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind_is_a_str(cls, value: Any) -> Any:
+        # Lax validation would turn b"pkg.Class" into a str; a kind is a class path written as text, nothing else.
+        if value is not None and not isinstance(value, str):
+            raise ValueError(
+                f"kind must be a str naming the schedule class, e.g. 'noether.core.schedules.ConstantSchedule', got "
+                f"{type(value).__name__} {value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_base_fields(self) -> ScheduleBaseConfig:
@@ -209,9 +239,9 @@ class SchedulerConfig(ScheduleBaseConfig):
     """
 
     kind: _SchedulerKind = "noether.core.schedules.scheduler.SchedulerConfig"  # type: ignore[assignment]
-    warmup_percent: float = Field(..., ge=0, le=1)
+    warmup_percent: Fraction
     """Fraction of the run spent warming up."""
-    end_value: float = Field(..., ge=0)
+    end_value: ScheduleValue
     """Final value."""
 
 
@@ -223,9 +253,9 @@ class DecreasingProgressScheduleConfig(ProgressScheduleConfig):
     """
 
     kind: _DecreasingProgressScheduleKind = "noether.core.schedules.DecreasingProgressSchedule"  # type: ignore[assignment]
-    max_value: float | None = Field(None, ge=0)
+    max_value: ScheduleValue | None = None
     """Value at the first step; ``None`` takes the optimizer's configured value."""
-    end_value: float = Field(0.0, ge=0)
+    end_value: ScheduleValue = 0.0
     """Value at the last step."""
 
     @model_validator(mode="after")
@@ -242,9 +272,9 @@ class IncreasingProgressScheduleConfig(ProgressScheduleConfig):
     """
 
     kind: _IncreasingProgressScheduleKind = "noether.core.schedules.IncreasingProgressSchedule"  # type: ignore[assignment]
-    start_value: float = 0.0
+    start_value: ScheduleValue = 0.0
     """Value at the first step."""
-    max_value: float | None = Field(None, ge=0)
+    max_value: ScheduleValue | None = None
     """Value at the last step; ``None`` takes the optimizer's configured value."""
 
     @model_validator(mode="after")
@@ -257,7 +287,7 @@ class ConstantScheduleConfig(ScheduleBaseConfig):
     """A schedule that always returns ``value``."""
 
     kind: _ConstantScheduleKind = "noether.core.schedules.ConstantSchedule"  # type: ignore[assignment]
-    value: float
+    value: ScheduleValue
     """The value at every step."""
 
 
@@ -265,7 +295,7 @@ class CustomScheduleConfig(ScheduleBaseConfig):
     """A schedule given as an explicit list of values, one per step; past its end it holds the last value."""
 
     kind: _CustomScheduleKind = "noether.core.schedules.CustomSchedule"  # type: ignore[assignment]
-    values: list[float] = Field(..., min_length=1)
+    values: list[ScheduleValue] = Field(..., min_length=1)
     """The value of step ``i`` is ``values[i]``; steps past the end take ``values[-1]``."""
 
 
@@ -277,11 +307,11 @@ class LinearWarmupCosineDecayScheduleConfig(ScheduleBaseConfig):
     """
 
     kind: _LinearWarmupCosineDecayScheduleKind = "noether.core.schedules.LinearWarmupCosineDecaySchedule"  # type: ignore[assignment]
-    warmup_steps: int | None = Field(None, ge=0)
+    warmup_steps: StepCount | None = None
     """Length of the warmup in steps."""
-    warmup_percent: float | None = Field(None, ge=0, le=1)
+    warmup_percent: Fraction | None = None
     """Length of the warmup as a fraction of the run: ``W = floor((T - 1) * warmup_percent)``."""
-    max_value: float | None = Field(None, ge=0)
+    max_value: ScheduleValue | None = None
     """Peak value, reached at the end of the warmup; ``None`` takes the optimizer's configured value."""
 
     @model_validator(mode="after")
@@ -324,7 +354,7 @@ class PolynomialDecreasingScheduleConfig(DecreasingProgressScheduleConfig):
     """Polynomial decrease from ``max_value`` to ``end_value``: progress ``1 - (1 - s/d)^power``."""
 
     kind: _PolynomialDecreasingScheduleKind = "noether.core.schedules.PolynomialDecreasingSchedule"  # type: ignore[assignment]
-    power: float = Field(1.0, gt=0)
+    power: Power = 1.0
     """Exponent of the progress curve; 1 is linear."""
 
 
@@ -332,7 +362,7 @@ class PolynomialIncreasingScheduleConfig(IncreasingProgressScheduleConfig):
     """Polynomial increase from ``start_value`` to ``max_value``: progress ``1 - (1 - s/d)^power``."""
 
     kind: _PolynomialIncreasingScheduleKind = "noether.core.schedules.PolynomialIncreasingSchedule"  # type: ignore[assignment]
-    power: float = Field(1.0, gt=0)
+    power: Power = 1.0
     """Exponent of the progress curve; 1 is linear."""
 
 
@@ -340,9 +370,9 @@ class StepDecreasingScheduleConfig(DecreasingProgressScheduleConfig):
     """Staircase decay: ``end + (max - end) * factor^k`` with ``k = floor((s/T) / decreases_interval)``."""
 
     kind: _StepDecreasingScheduleKind = "noether.core.schedules.StepDecreasingSchedule"  # type: ignore[assignment]
-    factor: float = Field(..., ge=0)
-    """Multiplier applied at every step of the staircase."""
-    decreases_interval: float = Field(..., gt=0, lt=1)
+    factor: Annotated[float, AfterValidator(bounded(0.0, 1.0))]
+    """Multiplier in [0, 1] applied at every step of the staircase."""
+    decreases_interval: Annotated[float, AfterValidator(bounded(MIN_INTERVAL, 1.0, high_open=True))]
     """Fraction of the run between two decreases."""
 
 
@@ -350,24 +380,52 @@ class StepFixedScheduleConfig(ScheduleBaseConfig):
     """``start_value * factor^k``, where ``k`` counts the entries of ``steps`` at or below the progress ``s/T``."""
 
     kind: _StepFixedScheduleKind = "noether.core.schedules.StepFixedSchedule"  # type: ignore[assignment]
-    start_value: float = 1.0
+    start_value: ScheduleValue = 1.0
     """Value before the first step."""
-    factor: float = Field(..., ge=0)
+    factor: Factor
     """Multiplier applied at every entry of ``steps``."""
-    steps: list[Annotated[float, Field(gt=0, lt=1)]] = Field(..., min_length=1)
+    steps: list[Annotated[float, AfterValidator(bounded(0.0, 1.0, low_open=True, high_open=True))]] = Field(
+        ..., min_length=1
+    )
     """Fractions of the run, each in (0, 1), at which the value is multiplied by ``factor``."""
+
+    @model_validator(mode="after")
+    def _check_peak(self) -> StepFixedScheduleConfig:
+        _check_staircase_peak(self, self.start_value, self.factor, len(self.steps))
+        return self
+
+
+def _check_staircase_peak(config: ScheduleBaseConfig, start_value: float, factor: float, multiplications: int) -> None:
+    # start_value * factor^k must stay a usable number for every k the run reaches; computed in logs, as the
+    # power itself may overflow.
+    if factor <= 1.0 or start_value == 0.0:
+        return
+    log_peak = math.log(start_value) + multiplications * math.log(factor)
+    if log_peak > math.log(MAX_SCHEDULE_VALUE):
+        peak = f"{math.exp(log_peak):.3g}" if log_peak < 709 else f"about 1e{log_peak / math.log(10):.0f}"
+        raise ValueError(
+            f"{type(config).__name__}: start_value * factor^k reaches {peak} (start_value={start_value}, "
+            f"factor={factor}, k up to {multiplications}), above the largest allowed schedule value "
+            f"{MAX_SCHEDULE_VALUE:g}; lower factor or start_value"
+        )
 
 
 class StepIntervalScheduleConfig(ScheduleBaseConfig):
     """``start_value * factor^k`` with ``k = floor((s/T) / update_interval)``."""
 
     kind: _StepIntervalScheduleKind = "noether.core.schedules.StepIntervalSchedule"  # type: ignore[assignment]
-    start_value: float = 1.0
+    start_value: ScheduleValue = 1.0
     """Value before the first step."""
-    factor: float = Field(..., ge=0)
+    factor: Factor
     """Multiplier applied every ``update_interval`` of the run."""
-    update_interval: float = Field(..., gt=0, lt=1)
+    update_interval: Annotated[float, AfterValidator(bounded(MIN_INTERVAL, 1.0, high_open=True))]
     """Fraction of the run between two multiplications."""
+
+    @model_validator(mode="after")
+    def _check_peak(self) -> StepIntervalScheduleConfig:
+        # The schedule multiplies int(round(progress / update_interval, 10)) times, progress at most 1.
+        _check_staircase_peak(self, self.start_value, self.factor, int(round(1.0 / self.update_interval, 10)))
+        return self
 
 
 class PeriodicBoolScheduleConfig(ScheduleBaseConfig):
@@ -376,13 +434,13 @@ class PeriodicBoolScheduleConfig(ScheduleBaseConfig):
     kind: _PeriodicBoolScheduleKind = "noether.core.schedules.PeriodicBoolSchedule"  # type: ignore[assignment]
     initial_state: bool
     """Whether the first period starts in the on state."""
-    off_value: float = 0.0
+    off_value: ScheduleValue = 0.0
     """Value in the off state."""
-    on_value: float = 1.0
+    on_value: ScheduleValue = 1.0
     """Value in the on state."""
-    off_duration: int = Field(1, ge=0)
+    off_duration: StepCount = 1
     """Steps per period in the off state."""
-    on_duration: int = Field(1, ge=0)
+    on_duration: StepCount = 1
     """Steps per period in the on state."""
     invert: bool = False
     """Swap the on and off values."""
@@ -450,8 +508,8 @@ def register_schedule_config(config_class: type[ConfigT]) -> type[ConfigT]:
 
     The config class derives from :class:`ScheduleBaseConfig` and declares its ``kind`` as a ``Literal`` of the
     class path(s) of its schedule, a :class:`~noether.core.schedules.ScheduleBase` subclass whose constructor takes
-    the config. Registering also allows those class paths' modules (and only those) for ``kind`` resolution, so the
-    schedule can be built by ``ScheduleFactory``. Usable as a class decorator.
+    the config. ``ScheduleFactory`` then resolves exactly those class paths (nothing else in their modules, and
+    no other factory); :func:`unregister_schedule_config` withdraws them again. Usable as a class decorator.
 
     Args:
         config_class: The config class.
@@ -461,7 +519,8 @@ def register_schedule_config(config_class: type[ConfigT]) -> type[ConfigT]:
 
     Raises:
         TypeError: If ``config_class`` is not a ``ScheduleBaseConfig`` subclass.
-        ValueError: If it declares no ``kind``, or a ``kind`` that a built-in or another registered config uses.
+        ValueError: If it declares no ``kind``, a ``kind`` that is not a dotted class path, or a ``kind`` that a
+            built-in or another registered config uses.
     """
     if not (isinstance(config_class, type) and issubclass(config_class, ScheduleBaseConfig)):
         raise TypeError(f"register_schedule_config expects a ScheduleBaseConfig subclass, got {config_class!r}")
@@ -472,20 +531,21 @@ def register_schedule_config(config_class: type[ConfigT]) -> type[ConfigT]:
             "kind: Literal['my_project.schedules.MySchedule'] = 'my_project.schedules.MySchedule'"
         )
     for kind in kinds:
+        if _CLASS_PATH.fullmatch(kind) is None:
+            raise ValueError(
+                f"kind {kind!r} of {config_class.__name__} must be a dotted class path such as "
+                "'my_project.schedules.MySchedule'"
+            )
         owner = _BUILTIN_BY_KIND.get(kind) or _NOT_BUILDABLE_BY_KIND.get(kind) or _user_configs.get(kind)
         if owner is not None and owner is not config_class:
             raise ValueError(f"kind {kind!r} of {config_class.__name__} is already used by {owner.__name__}")
-    # Imported here: the factory package imports the schedules, which import these configs.
-    from noether.core.factory.utils import register_module_prefix
-
     for kind in kinds:
-        register_module_prefix(kind.rpartition(".")[0])
         _user_configs[kind] = config_class
     return config_class
 
 
 def unregister_schedule_config(config_class: type[ScheduleBaseConfig]) -> None:
-    """Undo :func:`register_schedule_config` for the config's kinds (the module prefixes stay allowed)."""
+    """Undo :func:`register_schedule_config`: the config's kinds no longer validate nor resolve to a class."""
     for kind in [kind for kind, cls in _user_configs.items() if cls is config_class]:
         del _user_configs[kind]
 
