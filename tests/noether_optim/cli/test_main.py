@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from noether.core.optimizer.cli import main as cli
 from noether.core.schedules.preview import schedule_values
+from noether_optim.cli import main as cli
 
-REPO = Path(__file__).resolve().parents[4]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from noether.core.optimizer.cli.demo import RunHistory
+from noether_optim.demo.history import RunHistory
 
 __all__ = ["plot_runs", "plot_values", "require_matplotlib"]
 

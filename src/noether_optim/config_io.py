@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from noether.core.schemas.optimizers import OptimizerConfig
+
 __all__ = ["ConfigError", "format_validation_error", "load_yaml", "load_optimizer_config"]
 
 
@@ -44,14 +46,12 @@ def format_validation_error(error: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def load_optimizer_config(path: str | Path) -> Any:
+def load_optimizer_config(path: str | Path) -> OptimizerConfig:
     """Load and validate an ``OptimizerConfig`` from a YAML file.
 
     Raises:
         ConfigError: If the file cannot be read, is not YAML, or does not validate; the message names each bad key.
     """
-    from noether.core.schemas.optimizers import OptimizerConfig
-
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}")

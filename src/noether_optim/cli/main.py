@@ -14,16 +14,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import noether
-from noether.core.optimizer.cli.config_io import ConfigError, format_validation_error, load_yaml
+import torch
+from pydantic import ValidationError
 
-__all__ = ["EXIT_BAD_CONFIG", "EXIT_BAD_MODEL", "EXIT_FAILURE", "main"]
+import noether
+from noether.core.factory import OptimizerFactory
+from noether.core.schedules.preview import schedule_values
+from noether.core.schemas.schedules import validate_schedule_config
+from noether_optim.config_io import ConfigError, format_validation_error, load_optimizer_config, load_yaml
+from noether_optim.demo import CONFIG_DIR
+from noether_optim.demo.run import run_demo
+from noether_optim.plotting import plot_values
+
+__all__ = ["CONFIG_DIR", "EXIT_BAD_CONFIG", "EXIT_BAD_MODEL", "EXIT_FAILURE", "main"]
 
 EXIT_FAILURE = 1
 EXIT_BAD_CONFIG = 3
 EXIT_BAD_MODEL = 4
-
-CONFIG_DIR = Path(__file__).parent / "configs"
 
 
 class _ModelError(RuntimeError):
@@ -104,7 +111,6 @@ def _import_model(spec: str) -> Any:
     finally:
         sys.path.pop(0)
     model = factory() if callable(factory) else factory
-    import torch
 
     if not isinstance(model, torch.nn.Module):
         raise _ModelError(f"--model {spec!r} gave a {type(model).__name__}, not a torch.nn.Module")
@@ -112,9 +118,6 @@ def _import_model(spec: str) -> Any:
 
 
 def _run_groups(args: argparse.Namespace) -> int:
-    from noether.core.factory import OptimizerFactory
-    from noether.core.optimizer.cli.config_io import load_optimizer_config
-
     config = load_optimizer_config(args.config)
     try:
         # Resolves the kind and checks the optimizer's keyword arguments: still a problem of the config file.
@@ -129,11 +132,6 @@ def _run_groups(args: argparse.Namespace) -> int:
 
 def _schedule_curves(args: argparse.Namespace) -> list[tuple[str, Any]]:
     """(label, values) for each schedule the file describes."""
-    from pydantic import ValidationError
-
-    from noether.core.schedules.preview import schedule_values
-    from noether.core.schemas.schedules import validate_schedule_config
-
     data = load_yaml(args.config)
     if not isinstance(data, dict):
         raise ConfigError(f"{args.config}: expected a mapping at the top level, got {type(data).__name__}")
@@ -143,8 +141,6 @@ def _schedule_curves(args: argparse.Namespace) -> list[tuple[str, Any]]:
         except ValidationError as error:
             raise ConfigError(format_validation_error(error, str(args.config))) from None
         return [(str(config.kind).rpartition(".")[2], schedule_values(config, args.steps, max_value=args.max_value))]
-    from noether.core.optimizer.cli.config_io import load_optimizer_config
-
     optimizer_config = load_optimizer_config(args.config)
     curves = []
     for label, schedule_config, default in (
@@ -178,8 +174,6 @@ def _run_schedule(args: argparse.Namespace) -> int:
     curves = _schedule_curves(args)
     print("\n\n".join(_text_table(label, values, args.rows) for label, values in curves))
     if args.png is not None:
-        from noether.core.optimizer.cli.plotting import plot_values
-
         for label, values in curves:
             path = args.png if len(curves) == 1 else args.png.with_name(f"{args.png.stem}_{label}{args.png.suffix}")
             print(f"wrote {plot_values(values, path, f'{label}: {args.config.name}')}")
@@ -193,8 +187,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "demo":
-            from noether.core.optimizer.cli.demo import run_demo
-
             return run_demo(args)
         if args.command == "schedule":
             return _run_schedule(args)
