@@ -16,13 +16,14 @@ from typing import Any
 import torch
 
 from noether.core.factory import OptimizerFactory
+from noether.core.schemas.optimizers import OptimizerConfig
 from noether.core.utils.training import TrainingIteration, UpdateCounter
 from noether_optim.config_io import load_optimizer_config
 from noether_optim.demo.burgers import BurgersData
 from noether_optim.demo.history import RunHistory
 from noether_optim.demo.model import BurgersSurrogate
 
-__all__ = ["relative_l2", "train_surrogate"]
+__all__ = ["checkpoint_epochs", "relative_l2", "train_surrogate"]
 
 
 def relative_l2(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -37,8 +38,21 @@ def _save_atomically(obj: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)  # a crash mid-write never leaves a truncated checkpoint behind
 
 
+def checkpoint_epochs(path: Path) -> int:
+    """How many epochs the demo checkpoint at ``path`` holds.
+
+    Raises:
+        ValueError: If the file is not a checkpoint the demo wrote.
+    """
+    try:
+        saved = torch.load(path, weights_only=True)
+        return int(saved["epoch"])
+    except Exception as error:  # a truncated or foreign file fails in many ways; all mean the same here
+        raise ValueError(f"{path} is not a checkpoint of the demo ({type(error).__name__}: {error})") from None
+
+
 def train_surrogate(
-    config_path: str | Path,
+    config: str | Path | OptimizerConfig,
     data: BurgersData,
     *,
     name: str,
@@ -53,14 +67,15 @@ def train_surrogate(
     """Train :class:`BurgersSurrogate` on ``data`` with the optimizer described by a YAML config.
 
     Args:
-        config_path: An ``OptimizerConfig`` YAML file.
+        config: An ``OptimizerConfig``, or the YAML file of one.
         data: Train and validation fields.
         name: Label of the run (plots, checkpoint).
         epochs: Number of epochs.
         batch_size: Samples per update; the last incomplete batch of an epoch is dropped.
         seed: Seeds the model initialisation and the per-epoch shuffles.
         checkpoint_path: Where to save model, optimizer (by parameter name) and history after every epoch.
-        resume: Continue from ``checkpoint_path`` if it exists.
+        resume: Continue from ``checkpoint_path`` if it exists (a checkpoint of ``epochs`` epochs or more trains
+            nothing more; more than ``epochs`` is an error).
         on_update: Called after every update with ``(history, update, total_updates)`` (progress display).
         on_start: Called with the ``OptimizerWrapper`` once it is built (and restored), before the first update.
 
@@ -81,6 +96,11 @@ def train_surrogate(
     if resume and checkpoint_path is not None and checkpoint_path.exists():
         saved = torch.load(checkpoint_path, weights_only=True)
         start_epoch = int(saved["epoch"])
+        if start_epoch > epochs:
+            raise ValueError(
+                f"{checkpoint_path} holds {start_epoch} epochs, more than the {epochs} epochs asked for; ask for "
+                f"{start_epoch} or more to continue it"
+            )
         history = RunHistory(**saved["history"])
         model.load_state_dict(saved["model"])
     start = TrainingIteration(
@@ -92,7 +112,9 @@ def train_surrogate(
         updates_per_epoch=updates_per_epoch,
         effective_batch_size=batch_size,
     )
-    optimizer = OptimizerFactory().create(load_optimizer_config(config_path))(model, update_counter=counter)
+    if not isinstance(config, OptimizerConfig):
+        config = load_optimizer_config(config)
+    optimizer = OptimizerFactory().create(config)(model, update_counter=counter)
     if saved is not None:
         optimizer.load_state_dict(saved["optimizer"])
     if on_start is not None:
