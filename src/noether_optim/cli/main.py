@@ -143,7 +143,10 @@ def _import_model(spec: str) -> torch.nn.Module:
         raise ModelError(f"--model {spec!r}: {error}") from error
     finally:
         sys.path.pop(0)
-    model = factory() if callable(factory) else factory
+    try:
+        model = factory() if callable(factory) else factory
+    except Exception as error:  # the user's code: whatever it raises, the message names the flag
+        raise ModelError(f"--model {spec!r}: calling it raised {type(error).__name__}: {error}") from error
     if not isinstance(model, torch.nn.Module):
         raise ModelError(f"--model {spec!r} gave a {type(model).__name__}, not a torch.nn.Module")
     return model
@@ -231,7 +234,7 @@ def _text_table(label: str, values: np.ndarray, rows: int) -> str:
     lines = [f"{label} ({len(values)} steps)", f"{'step':>8}  {'value':>12}"]
     for step in _table_steps(len(values), rows):
         value = float(values[step])
-        lines.append(f"{step:>8}  {value:>12.6g}  {'#' * round(30 * abs(value) / peak)}")
+        lines.append(f"{step:>8}  {value:>12.6g}  {'#' * round(30 * abs(value) / peak)}".rstrip())
     return "\n".join(lines)
 
 
