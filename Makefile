@@ -14,10 +14,14 @@ export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/$(VENV)/cache/inductor
 
 venv: $(STAMP)
 
+# The first run installs for about 75 s (torch is most of it); pip's progress bars show how far it got.
 $(STAMP): pyproject.toml Makefile
+	@echo "[1/3] creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@echo "[2/3] installing $(TORCH_SPEC) (the CPU wheel; the longest step)"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on "$(TORCH_SPEC)"
+	@echo "[3/3] installing noether-optim with its extras (demo, test, lint, docs)"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
