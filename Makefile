@@ -19,13 +19,17 @@ export TORCHINDUCTOR_CACHE_DIR ?= $(CURDIR)/$(VENV)/cache/inductor
 
 venv: $(STAMP)
 
+# The first run installs for about 75 s (torch is most of it); pip's progress bars show how far it got.
 $(DEMO_STAMP): pyproject.toml Makefile
-	@echo "installing torch and the demo's packages into $(VENV) (first run only, about a minute)"
+	@echo "[1/3] creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) "$(TORCH_SPEC)"
-	$(PIP) "$(TORCH_SPEC)" -e ".[demo]"
+	@echo "[2/3] installing $(TORCH_SPEC) (the CPU wheel; the longest step)"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on "$(TORCH_SPEC)"
+	@echo "[3/3] installing noether-optim with the demo's packages"
+	$(PY) -m pip install --disable-pip-version-check --progress-bar on "$(TORCH_SPEC)" -e ".[demo]"
 	touch $(DEMO_STAMP)
 
+# Tests, lint and docs add their tools on top of the demo's environment.
 $(STAMP): $(DEMO_STAMP)
 	@echo "installing the test, lint, docs and framework packages into $(VENV) (first run only)"
 	$(PIP) "$(TORCH_SPEC)" -e ".[dev]"

@@ -71,7 +71,8 @@ html_theme_options = {
     "page_width": "1200px",
     "sidebar_width": "260px",
 }
-html_static_path: list[str] = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]  # wraps code lines longer than the text column instead of cutting them
 
 
 def _drop_pydantic_init_doc(app: Any, what: str, name: str, obj: Any, options: Any, lines: list[str]) -> None:

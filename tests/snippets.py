@@ -1,7 +1,8 @@
 """Run the ```python blocks of a Markdown page as code (and find its ```yaml blocks): docs that cannot rot.
 
-Shared by the README test and the docs-page tests. A page's blocks run in order, in one namespace, so a later block
-may use what an earlier one defined. A block preceded by a ``<!-- skip-test -->`` line (blank lines between are
+Shared by the README test and the docs-page tests. Each block runs on its own, in a fresh namespace, as a reader who
+copies just that block would run it. A block whose first line is :data:`CONTINUES_MARKER` says so to the reader and
+runs in the namespace of the block before it. A block preceded by a ``<!-- skip-test -->`` line (blank lines between are
 allowed) is not tested: for things that need torchrun or a GPU. A block whose first line is a comment naming a file,
 ``# my_project/modifiers.py``, shows a user's module: it is written to that path in the working directory (which is
 put on ``sys.path``) instead of being run, so the following blocks can import it.
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 SKIP_MARKER = "<!-- skip-test -->"
+CONTINUES_MARKER = "# continues the example above"
 _FILE_HEADER = re.compile(r"# ([A-Za-z_][\w/]*\.py)\s*")
 
 
@@ -32,6 +34,11 @@ class Snippet:
         """The relative path of the module this block shows (its ``# path.py`` first line), or None."""
         match = _FILE_HEADER.fullmatch(self.code.split("\n", 1)[0])
         return match.group(1) if match else None
+
+    @property
+    def continues(self) -> bool:
+        """Whether the block continues the one before it (its first line is :data:`CONTINUES_MARKER`)."""
+        return self.code.split("\n", 1)[0].strip() == CONTINUES_MARKER
 
 
 TESTED_LANGUAGES = ("python", "yaml")
@@ -80,14 +87,17 @@ def python_snippets(text: str) -> list[Snippet]:
 
 
 def run_snippets(page: Path, workdir: Path) -> dict[str, object]:
-    """Execute the python blocks of ``page`` in order in one namespace, inside ``workdir``, and return the namespace.
+    """Execute the python blocks of ``page`` in order, each in a fresh namespace, inside ``workdir``.
+
+    A block marked with :data:`CONTINUES_MARKER` runs in the namespace of the block before it. Returns the namespace
+    of the last block.
 
     Module blocks (see the module docstring) are written under ``workdir``. Each block is compiled with the page's
     path and line numbers, so a traceback points at the failing line of the page. Afterwards ``sys.path`` and
     ``sys.modules`` are as before (modules imported from ``workdir`` are forgotten); the working directory is the
     caller's business.
     """
-    namespace: dict[str, object] = {"__name__": f"docs.{page.stem}"}
+    namespace: dict[str, object] = {}
     modules_before = set(sys.modules)
     sys.path.insert(0, str(workdir))
     try:
@@ -97,6 +107,8 @@ def run_snippets(page: Path, workdir: Path) -> dict[str, object]:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(snippet.code)
                 continue
+            if not snippet.continues:
+                namespace = {"__name__": f"docs.{page.stem}"}
             source = "\n" * (snippet.line - 1) + snippet.code
             exec(compile(source, str(page), "exec"), namespace)
     finally:

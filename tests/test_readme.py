@@ -1,6 +1,7 @@
-"""The README's Python snippets run, in order, in one namespace: documentation that cannot rot."""
+"""The README: its Python snippets run (each on its own), and it reads right as the wheel's long description."""
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,3 +27,29 @@ def test_readme_python_snippets_run(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     names = {name for name, _ in namespace["model"].named_parameters()}  # type: ignore[attr-defined]
     assert set(report.restored) == names  # type: ignore[attr-defined]
     assert namespace["counter"].is_finished  # type: ignore[attr-defined]
+
+
+REPOSITORY = "https://github.com/Emmi-AI/noether-optim"
+
+
+def test_readme_links_are_absolute_for_the_wheels_long_description() -> None:
+    links = re.findall(r"\]\(([^)]+)\)", README.read_text())
+    assert links
+    relative = [link for link in links if not link.startswith(("https://", "http://", "#"))]
+    assert relative == []  # PyPI shows the README without the repository around it
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="tomllib")
+def test_project_urls_name_the_repository() -> None:
+    import tomllib
+
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text())["project"]
+    assert project["urls"]["Repository"] == REPOSITORY
+    assert all(url.startswith(REPOSITORY) for url in project["urls"].values())
+
+
+def test_readme_says_how_long_the_first_make_demo_takes_and_make_shows_progress() -> None:
+    quickstart = README.read_text().split("## Quickstart", 1)[1].split("## ", 1)[0]
+    assert "35 s" in quickstart and "75 s" in quickstart
+    install = (README.parent / "Makefile").read_text().split("$(STAMP): pyproject.toml Makefile", 1)[1].split("\n\n")[0]
+    assert "pip install" in install and "--quiet" not in install and "--progress-bar on" in install

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.snippets import SKIP_MARKER, python_snippets, run_snippets
+from tests.snippets import CONTINUES_MARKER, SKIP_MARKER, python_snippets, run_snippets
 
 PAGE = f"""# A page
 
@@ -22,6 +22,7 @@ raise RuntimeError("needs torchrun")
 - a list item with an indented block:
 
   ```python
+  # continues the example above
   b = a + 1
   ```
 
@@ -35,6 +36,7 @@ VALUE = 42
 ```
 
 ```python
+# continues the example above
 from pkg_for_snippet_test.mod import VALUE
 c = b + VALUE
 ```
@@ -44,11 +46,12 @@ c = b + VALUE
 def test_blocks_in_order_without_the_skipped_one() -> None:
     snippets = python_snippets(PAGE)
     assert [s.code.splitlines()[0] for s in snippets] == [
-        "a = 1", "b = a + 1", "# pkg_for_snippet_test/mod.py", "from pkg_for_snippet_test.mod import VALUE",
+        "a = 1", CONTINUES_MARKER, "# pkg_for_snippet_test/mod.py", CONTINUES_MARKER,
     ]  # fmt: skip
     assert snippets[0].line == PAGE.splitlines().index("a = 1") + 1
-    assert snippets[1].code == "b = a + 1\n"  # dedented
+    assert snippets[1].code == f"{CONTINUES_MARKER}\nb = a + 1\n"  # dedented
     assert [s.file for s in snippets] == [None, None, "pkg_for_snippet_test/mod.py", None]
+    assert [s.continues for s in snippets] == [False, True, False, True]
 
 
 @pytest.mark.parametrize(
@@ -83,3 +86,12 @@ def test_a_failing_block_points_at_its_line_of_the_page(tmp_path: Path) -> None:
         run_snippets(page, tmp_path)
     last = traceback.extract_tb(info.value.__traceback__)[-1]
     assert (last.filename, last.lineno) == (str(page), 7)
+
+
+def test_each_block_runs_on_its_own_unless_it_says_it_continues(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text("```python\nimport math\nx = math.pi\n```\n\n```python\ny = math.pi\n```\n")
+    with pytest.raises(NameError, match="math"):
+        run_snippets(page, tmp_path)
+    page.write_text(f"```python\nimport math\nx = math.pi\n```\n\n```python\n{CONTINUES_MARKER}\ny = x\n```\n")
+    assert run_snippets(page, tmp_path)["y"] == pytest.approx(3.14159, abs=1e-5)

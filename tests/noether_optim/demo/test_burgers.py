@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from noether.core.optimizer.cli.burgers import make_burgers_data, random_initial_conditions, solve_burgers
+from noether_optim.demo.burgers import make_burgers_data, random_initial_conditions, solve_burgers
 
 
 def _grid(n: int) -> np.ndarray:

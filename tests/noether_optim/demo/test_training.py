@@ -1,12 +1,11 @@
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 
-from noether.core.optimizer.cli.burgers import make_burgers_data
-from noether.core.optimizer.cli.demo import relative_l2, run_demo, train_surrogate
-from noether.core.optimizer.cli.main import CONFIG_DIR
+from noether_optim.demo import CONFIG_DIR
+from noether_optim.demo.burgers import make_burgers_data
+from noether_optim.demo.training import relative_l2, train_surrogate
 
 LION = CONFIG_DIR / "burgers_lion.yaml"
 
@@ -64,25 +63,3 @@ def test_resume_after_a_crash_continues_exactly_like_an_uninterrupted_run(data, 
     assert resumed.train_loss == straight.train_loss  # bit-identical, not approximately equal
     assert resumed.lr == straight.lr and resumed.weight_decay == straight.weight_decay
     assert resumed.val_error == straight.val_error
-
-
-def test_run_demo_writes_png_and_checkpoints_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("matplotlib")
-    args = SimpleNamespace(
-        out=tmp_path,
-        seed=0,
-        lion_config=LION,
-        adamw_config=CONFIG_DIR / "burgers_adamw.yaml",
-        no_adamw=False,
-        epochs=1,
-        batch_size=256,
-        resume=False,
-        no_plot=False,
-        quiet=True,
-    )
-    assert run_demo(args) == 0
-    out = capsys.readouterr().out
-    assert (tmp_path / "demo.png").read_bytes()[:4] == b"\x89PNG"
-    assert (tmp_path / "lion.pt").exists() and (tmp_path / "adamw.pt").exists()
-    assert "weight_decay=0" in out and "lr_scale=5.0e-01" in out  # the group table
-    assert ("Lion beat AdamW" in out) != ("Lion did NOT beat AdamW" in out)

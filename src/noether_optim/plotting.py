@@ -1,28 +1,35 @@
-"""PNG plots for the command line: demo training curves and schedule curves (matplotlib, an optional extra)."""
+"""PNG plots for the command line: demo training curves and schedule curves (matplotlib, an optional extra).
+
+The functions take plain data (a run's recorded curves, a schedule's values), not the objects that produced them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from noether.core.optimizer.cli.demo import RunHistory
+from noether_optim.demo.history import RunHistory
+from noether_optim.errors import MissingDependencyError
 
-__all__ = ["plot_runs", "plot_values", "require_matplotlib"]
+__all__ = ["plot_curves", "plot_runs", "require_matplotlib"]
 
 
-def require_matplotlib() -> Any:
-    """Import matplotlib with a headless backend, or explain how to install it."""
+def require_matplotlib(hint: str = "") -> Any:
+    """Import matplotlib with a headless backend, or raise :class:`MissingDependencyError` saying how to install it.
+
+    Args:
+        hint: Appended to the message, e.g. how to run the command without a plot.
+    """
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise RuntimeError("plotting needs matplotlib: pip install 'noether-optim[demo]'") from error
+    except ImportError:
+        raise MissingDependencyError(f"plotting needs matplotlib: pip install 'noether-optim[demo]'{hint}") from None
     return plt
 
 
@@ -45,8 +52,14 @@ def _save(plt: Any, fig: Any, path: str | Path) -> Path:
     return path
 
 
-def plot_runs(runs: Sequence[RunHistory], path: str | Path) -> Path:
-    """Loss (train, smoothed, and validation), learning rate and weight decay of each run, side by side."""
+def plot_runs(runs: Sequence[RunHistory], path: str | Path, outcome: str = "") -> Path:
+    """Loss (train, smoothed, and validation), learning rate and weight decay of each run, side by side.
+
+    Args:
+        runs: The recorded curves of each run.
+        path: The PNG file to write.
+        outcome: A line under the title saying how the runs compare.
+    """
     plt = require_matplotlib()
     fig, (ax_loss, ax_lr, ax_wd) = plt.subplots(1, 3, figsize=(15, 4.2))
     for run in runs:
@@ -67,15 +80,18 @@ def plot_runs(runs: Sequence[RunHistory], path: str | Path) -> Path:
     for ax in (ax_loss, ax_lr, ax_wd):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("noether-optim demo: neural surrogate of Burgers' equation")
+    title = "noether-optim demo: neural surrogate of Burgers' equation"
+    fig.suptitle(f"{title}\n{outcome}" if outcome else title)
     return _save(plt, fig, path)
 
 
-def plot_values(values: np.ndarray, path: str | Path, title: str) -> Path:
-    """A single schedule curve (value per step)."""
+def plot_curves(curves: Sequence[tuple[str, np.ndarray]], path: str | Path, title: str) -> Path:
+    """Schedule curves (value per step), one panel each, in one PNG."""
     plt = require_matplotlib()
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(np.arange(len(values)), values)
-    ax.set(xlabel="step", ylabel="value", title=title)
-    ax.grid(alpha=0.3)
+    fig, axes = plt.subplots(1, len(curves), figsize=(6 * len(curves), 3.6), squeeze=False)
+    for ax, (label, values) in zip(axes[0], curves, strict=True):
+        ax.plot(np.arange(len(values)), values)
+        ax.set(xlabel="step", ylabel=label, title=label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
     return _save(plt, fig, path)

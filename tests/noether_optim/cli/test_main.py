@@ -4,10 +4,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from noether.core.optimizer.cli import main as cli
 from noether.core.schedules.preview import schedule_values
+from noether_optim.cli import main as cli
+from tests.noether_optim.cli.files import write_files
 
-REPO = Path(__file__).resolve().parents[4]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _write(tmp_path: Path, name: str, text: str) -> Path:
@@ -138,3 +139,94 @@ def test_groups_config_problems_found_when_building_exit_3(
     config = _write(tmp_path, "g.yaml", text)
     assert cli.main(["groups", str(config), "--model", f"{__name__}:build_model"]) == cli.EXIT_BAD_CONFIG
     assert needle in capsys.readouterr().err
+
+
+@pytest.fixture
+def files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    write_files(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def test_a_typo_gives_the_same_message_in_every_subcommand(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    commands = [
+        ["groups", "typo.yaml", "--model", "models:build"],
+        ["schedule", "typo.yaml", "--steps", "10"],
+        ["demo", "--lion-config", "typo.yaml", "--out", "out", "--no-plot"],
+    ]
+    messages = []
+    for command in commands:
+        assert cli.main(command) == cli.EXIT_BAD_CONFIG
+        err = capsys.readouterr().err
+        assert "'weight_decya' (did you mean 'weight_decay'?)" in err
+        messages.append(err.split(":", 1)[1])  # after "noether-optim COMMAND"
+    assert len(set(messages)) == 1
+    assert not (files / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "needles"),
+    [
+        (
+            ["groups", "loin.yaml"],
+            ["loin.yaml: kind 'noether.core.optimizer.Loin'", "Did you mean 'noether.core.optimizer.Lion'?"],
+        ),
+        (
+            ["groups", "modifier_kind.yaml"],
+            [
+                "modifier_kind.yaml: param_group_modifiers_config[0].kind 'noether",
+                "Did you mean 'noether.core.optimizer.param_group_modifiers.WeightDecayByNameModifier'?",
+            ],
+        ),
+        (["groups", "betas.yaml"], ["betas.yaml: Lion does not accept the config's arguments", "betas[0]: 1.5"]),
+        (["schedule", "inf.yaml", "--steps", "10"], ["inf.yaml: max_value: inf is not allowed"]),
+        (["groups", "deep.yaml"], ["deep.yaml: nested too deeply"]),
+        (["groups", "latin1.yaml"], ["latin1.yaml: not UTF-8 text: byte 0xe9 at line 2"]),
+        (["schedule", "no_max.yaml", "--steps", "10"], ["no_max.yaml: max_value is not set", "--max-value"]),
+        (["demo", "--adamw-config", "betas.yaml", "--no-plot"], ["betas.yaml: Lion does not accept"]),
+    ],
+    ids=["optimizer-kind", "modifier-kind", "betas", "inf", "deep", "latin1", "no-max-value", "demo-betas"],
+)
+def test_config_errors_exit_3_and_name_the_file_and_key(
+    files: Path, capsys: pytest.CaptureFixture[str], command: list[str], needles: list[str]
+) -> None:
+    if command[0] == "groups":
+        command = [*command, "--model", "models:build"]
+    assert cli.main(command) == cli.EXIT_BAD_CONFIG
+    err = capsys.readouterr().err
+    for needle in needles:
+        assert needle in err
+
+
+def test_nesting_below_the_recursion_limit_is_still_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _write(tmp_path, "nested.yaml", "kind: torch.optim.AdamW\nlr: 1.0e-3\nfoo: " + "[" * 40 + "]" * 40 + "\n")
+    assert cli.main(["schedule", str(config), "--steps", "3"]) == cli.EXIT_BAD_CONFIG
+    assert "foo[0][0]" in capsys.readouterr().err
+
+
+def test_an_unmatched_modifier_name_gets_the_closest_names(files: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["groups", "unmatched.yaml", "--model", "models:build"]) == cli.EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert "unmatched.yaml: param_group_modifiers_config[0] (WeightDecayByNameModifier): name 'pos_embd'" in err
+    assert "closest parameter names: 'pos_embed'" in err
+    assert "pos_embd)" not in err
+
+
+def test_schedule_png_of_an_optimizer_config_is_the_file_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    assert cli.main(["schedule", str(cli.CONFIG_DIR / "burgers_lion.yaml"), "--steps", "20", "--png", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [path.name for path in tmp_path.iterdir()] == ["curves.png"]
+    assert f"wrote {png}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("steps", "rows", "expected"),
+    [(1000, 11, [0, 100, 200, 300, 400, 500, 600, 700, 800, 900, 999]), (960, 5, [0, 240, 480, 720, 959]),
+     (11, 11, list(range(11))), (3, 11, [0, 1, 2]), (100, 2, [0, 99])],
+)  # fmt: skip
+def test_table_steps_are_round(steps: int, rows: int, expected: list[int]) -> None:
+    assert cli._table_steps(steps, rows) == expected
