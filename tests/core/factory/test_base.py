@@ -72,7 +72,7 @@ def test_create_list_and_dict() -> None:
 
 def test_dataset_factory_does_not_build_a_class_merely_imported_into_noether() -> None:
     # The reported input: lion_cpu imports pathlib.Path, so the path resolved to it although pathlib is not allowed.
-    for kind in ("noether.core.optimizer.lion_cpu.Path", "noether.core.factory.base.BaseModel"):
+    for kind in ("noether.core.optimizer.lion_cpu.Path", "noether.core.builders.factory.BaseModel"):
         with pytest.raises(KindResolutionError):
             DatasetFactory().create({"kind": kind})
 

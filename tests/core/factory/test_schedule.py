@@ -56,7 +56,7 @@ def test_mapping_is_validated_with_short_or_full_kind() -> None:
 
 def test_default_max_value_fills_unset_max_value_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     config = LinearWarmupCosineDecayScheduleConfig(warmup_steps=2)
-    with caplog.at_level(logging.INFO, logger="noether.core.factory.schedule"):
+    with caplog.at_level(logging.INFO, logger="noether.core.builders.schedule"):
         wrapper = ScheduleFactory().create(config, update_counter=_counter(update=2), default_max_value=1e-3)
     assert wrapper is not None and wrapper.get_value() == pytest.approx(1e-3)  # the peak, after the warmup
     assert config.max_value is None  # the user's config is not modified

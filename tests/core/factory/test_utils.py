@@ -84,8 +84,8 @@ def test_all_ctor_kwarg_names_walks_bases() -> None:
 @pytest.mark.parametrize(
     ("path", "defined_in"),
     [
-        ("noether.core.factory.base.BaseModel", "pydantic.main"),  # base.py imports pydantic's BaseModel
-        ("noether.core.factory.utils.Collection", "collections.abc"),
+        ("noether.core.builders.factory.BaseModel", "pydantic.main"),  # base.py imports pydantic's BaseModel
+        ("noether.core.builders.kinds.Collection", "collections.abc"),
         ("torch.optim.adamw.Tensor", "torch"),
     ],
 )
@@ -105,7 +105,7 @@ def test_exact_class_paths_allow_only_that_path() -> None:
     # An exactly allowed path that merely re-exports a class from elsewhere is still refused.
     with pytest.raises(KindResolutionError, match=r"defined in module 'pydantic\.main'"):
         class_constructor_from_class_path(
-            "noether.core.factory.base.BaseModel", exact_class_paths={"noether.core.factory.base.BaseModel"}
+            "noether.core.builders.factory.BaseModel", exact_class_paths={"noether.core.builders.factory.BaseModel"}
         )
 
 

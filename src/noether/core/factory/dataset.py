@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch.utils.data
 
-from noether.core.factory.base import Factory
+from noether.core.builders.factory import Factory
 
 __all__ = ["DatasetFactory"]
 

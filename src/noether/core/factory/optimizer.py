@@ -11,10 +11,10 @@ from typing import Any, Protocol, cast, overload
 
 import torch
 
-from noether.core.factory.base import Factory
-from noether.core.factory.utils import KindResolutionError, class_constructor_from_class_path
+from noether.core.builders.factory import Factory
+from noether.core.builders.kinds import KindResolutionError, class_constructor_from_class_path
 from noether.core.optimizer.optimizer_wrapper import OptimizerWrapper
-from noether.core.optimizer.param_group_modifiers.base import ParamGroupModifierBase
+from noether.core.optimizer.param_group_modifiers.factory import ParamGroupModifierFactory
 from noether.core.schemas.optimizers import OptimizerConfig
 from noether.core.utils.training.counter import UpdateCounter
 
@@ -33,12 +33,6 @@ class WrapperBuilder(Protocol):
     ) -> OptimizerWrapper:
         """Build the wrapper for ``model`` (see :class:`OptimizerWrapper` for the arguments)."""
         ...
-
-
-class ParamGroupModifierFactory(Factory):
-    """Builds param-group modifiers; a ``kind`` must name a :class:`ParamGroupModifierBase` subclass."""
-
-    base_class = ParamGroupModifierBase
 
 
 def _constructor_parameters(cls: type[Any]) -> list[inspect.Parameter]:

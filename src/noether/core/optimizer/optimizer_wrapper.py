@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, overload
 import torch
 from torch.amp.grad_scaler import OptState
 
+from noether.core.builders.schedule import ScheduleFactory
 from noether.core.optimizer.checkpoint import LoadReport, remap_state_by_name
 from noether.core.optimizer.grad_scaler_sync import ScalerRounds
 from noether.core.optimizer.gradients import clip_grads_by_value_, group_grads, scale_grads_, total_grad_norm
 from noether.core.optimizer.lr_scheduler import ScheduleLR, set_hyperparameter
 from noether.core.optimizer.param_group_modifiers.base import ParamGroupModifierBase
+from noether.core.optimizer.param_group_modifiers.factory import ParamGroupModifierFactory
 from noether.core.optimizer.param_groups import build_param_groups
 from noether.core.optimizer.schedule_values import checked_schedule_value
 from noether.core.optimizer.state_validation import validate_optimizer_state
@@ -152,9 +154,6 @@ class OptimizerWrapper(torch.optim.Optimizer):
         *,
         advance_counter: bool = False,
     ) -> None:
-        # Imported here: the factory package imports this module when it is initialised.
-        from noether.core.factory.optimizer import ParamGroupModifierFactory
-        from noether.core.factory.schedule import ScheduleFactory
 
         if advance_counter and update_counter is None:
             raise ValueError(

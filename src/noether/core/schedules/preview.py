@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from noether.core.builders.schedule import ScheduleFactory
 from noether.core.schedules.base import ScheduleBase
 from noether.core.schemas.schedules import ScheduleBaseConfig
 from noether.core.utils.training.counter import UpdateCounter
@@ -44,9 +45,6 @@ def schedule_values(
         ValueError: If ``steps`` is below 1 or the counter's run is empty, or ``max_value`` is given with an
             already built schedule.
     """
-    # Imported here: the factory package imports the schedules.
-    from noether.core.factory.schedule import ScheduleFactory
-
     interval = "update"
     if isinstance(schedule, ScheduleBase):
         if max_value is not None:
