@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from noether.core.optimizer import Lion
-from noether.core.optimizer import lion as lion_module
-from noether.core.optimizer.lion import lion
+from noether.core.optimizer.lion import foreach_kernel, lion
 
 
 def make_model(seed: int = 0) -> torch.nn.Module:
@@ -37,7 +36,7 @@ def params_and_state(model: torch.nn.Module, opt: torch.optim.Optimizer) -> list
 @pytest.mark.parametrize("caution", [False, True])
 def test_foreach_and_single_bit_identical_over_seven_steps_with_a_missing_grad(caution, monkeypatch) -> None:
     # A small block forces the blocked path to cut the 40x6 and 3x40 weights into several ragged blocks.
-    monkeypatch.setattr(lion_module, "_CPU_BLOCK_NUMEL", 37)
+    monkeypatch.setattr(foreach_kernel, "_CPU_BLOCK_NUMEL", 37)
     models = [make_model(), make_model()]
     opts = [
         Lion(m.parameters(), lr=0.01, weight_decay=0.1, caution=caution, foreach=f)
