@@ -537,7 +537,8 @@ def test_the_c_kernel_is_built_once_per_machine_into_its_cache(monkeypatch: pyte
     monkeypatch.setenv("NOETHER_CACHE_DIR", str(tmp_path))
     cpu_build._build()
     built = sorted(p.name for p in tmp_path.iterdir())
-    assert len(built) == 1 and built[0].endswith(".so")  # no source or partial file left behind
+    # The library and its checksum record; no source or partial file left behind.
+    assert len(built) == 2 and built[0].endswith(".so") and built[1].endswith(".sha256")
     mtime = (tmp_path / built[0]).stat().st_mtime_ns
     cpu_build._build()  # another process on this machine: loads what is there
     assert sorted(p.name for p in tmp_path.iterdir()) == built

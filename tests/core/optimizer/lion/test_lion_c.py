@@ -64,9 +64,10 @@ def test_an_edited_source_is_built_under_a_new_cache_key(monkeypatch: pytest.Mon
     _compiler_or_skip()
     monkeypatch.setenv("NOETHER_CACHE_DIR", str(tmp_path))
     cpu_build._build()
-    (first,) = tmp_path.iterdir()
+    (first,) = tmp_path.glob("*.so")
     original = cpu_build._source()
     monkeypatch.setattr(cpu_build, "_source", lambda: original + "\n/* an edit */\n")
     cpu_build._build()
-    libraries = sorted(p.name for p in tmp_path.iterdir())
+    libraries = sorted(p.name for p in tmp_path.glob("*.so"))
     assert len(libraries) == 2 and first.name in libraries
+    assert len(list(tmp_path.glob("*.sha256"))) == 2  # one checksum record per cache key
