@@ -289,9 +289,11 @@ def test_constructor_errors_name_the_parameter(kwargs, name) -> None:
     assert name.split("[")[0] in str(info.value)
 
 
-def test_lr_is_required() -> None:
-    with pytest.raises(TypeError):
-        Lion([torch.nn.Parameter(torch.zeros(2))])  # type: ignore[call-arg]
+def test_lr_defaults_to_timms_1e_4_and_groups_may_set_their_own() -> None:
+    p, q = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    assert Lion([p]).param_groups[0]["lr"] == 1e-4
+    opt = Lion([{"params": [p], "lr": 0.5}, {"params": [q], "lr": 0.25}])
+    assert [g["lr"] for g in opt.param_groups] == [0.5, 0.25]
 
 
 def test_integer_params_are_rejected() -> None:

@@ -18,7 +18,9 @@ from __future__ import annotations
 import logging
 import operator
 import os
+import sys
 import threading
+import time
 import warnings
 from typing import Any, Protocol
 
@@ -26,11 +28,17 @@ import torch
 from torch import Tensor
 from torch._jit_internal import is_scripting
 
-from noether.core.optimizer.lion.compiled_kernel import _ChunkKernel
+from noether.core.optimizer.lion.compiled_kernel import FusedLionCompileError, _ChunkKernel
 from noether.core.optimizer.lion.cpu_kernel import C_DTYPES, CpuKernelBuildError, CpuLionKernel
 from noether.core.optimizer.lion.foreach_kernel import _multi_tensor_lion
 from noether.core.optimizer.lion.reference import _PLAIN, LrT, _single_tensor_lion
-from noether.core.optimizer.lion.validation import _check_betas, _check_lr, _check_sparse, _check_weight_decay
+from noether.core.optimizer.lion.validation import (
+    KernelChoiceError,
+    _check_betas,
+    _check_lr,
+    _check_sparse,
+    _check_weight_decay,
+)
 
 __all__ = ["lion"]
 
@@ -61,7 +69,9 @@ def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _Ker
 
     CPU tensors of the dtypes in ``C_DTYPES`` get the C kernel of :mod:`.cpu_kernel` unless
     ``NOETHER_FUSED_LION_CPU=inductor``; where it cannot be built (no C compiler, or its self-check fails) they get the
-    inductor kernel, with a warning. Other dtypes and devices get the inductor kernel (Triton on CUDA).
+    inductor kernel, with a warning. Other dtypes and devices get the inductor kernel (Triton on CUDA). On CPU, unless
+    ``NOETHER_FUSED_LION_CPU=inductor`` asked for inductor by name, a machine where that cannot compile either (no
+    C++ compiler) gets the blocked foreach kernel, with a warning: same bits, never an error for a missing compiler.
     """
     backend = _CPU_KERNEL if device.type == "cpu" else "inductor"
     if backend == "c":
@@ -82,12 +92,55 @@ def _build_kernel(device: torch.device, dtype: torch.dtype, caution: bool, backe
         try:
             return CpuLionKernel(dtype, caution)
         except CpuKernelBuildError as exc:
-            if str(exc) not in _WARNED:
-                _WARNED.add(str(exc))
-                warnings.warn(f"fused Lion: using the inductor kernel on CPU: {exc}", RuntimeWarning, stacklevel=4)
+            _warn_once(f"fused Lion: using the inductor kernel on CPU: {exc}")
     elif backend != "inductor":
         raise ValueError(f"NOETHER_FUSED_LION_CPU={backend!r}; expected 'c' or 'inductor'")
-    return _ChunkKernel(device, dtype, caution)
+    if device.type == "cpu" and _CPU_KERNEL == "c":
+        # Nobody asked for inductor by name: a machine without a working compiler (inductor needs a C++ compiler on
+        # CPU) still steps, with the blocked foreach kernel, which gives the same bits.
+        try:
+            return _compile_chunk_kernel(device, dtype, caution)
+        except FusedLionCompileError as exc:
+            _warn_once(f"{exc}. fused=True runs the blocked foreach kernel on CPU instead (same results, not fused)")
+            return _ForeachKernel()
+    return _compile_chunk_kernel(device, dtype, caution)
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=5)
+
+
+def _compile_chunk_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _ChunkKernel:
+    """The inductor kernel, with its compile (seconds to tens of seconds, once per process) logged at INFO."""
+    logger.info(
+        "fused Lion: compiling the inductor kernel for %s on %s (caution=%s) with torch.compile, as fused=True asked "
+        "for it; once per process and kind of tensor (the first step waits for it)",
+        dtype,
+        device,
+        caution,
+    )
+    started = time.perf_counter()
+    kernel = _ChunkKernel(device, dtype, caution)
+    logger.info(
+        "fused Lion: compiled the inductor kernel for %s on %s in %.1f s", dtype, device, time.perf_counter() - started
+    )
+    return kernel
+
+
+class _ForeachKernel:
+    """``fused=True``'s kernel on a CPU where nothing can be compiled: the blocked foreach kernel, same bits."""
+
+    max_numel = sys.maxsize
+
+    def scalars(self, hyper: dict[str, Any], dtype: torch.dtype, device: torch.device) -> dict[str, Any]:
+        return hyper
+
+    def call(
+        self, ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], numels: list[int], scalars: dict[str, Any]
+    ) -> None:
+        _multi_tensor_lion(list(ps), list(gs), list(ms), **scalars)
 
 
 _DEFAULT_CPU_KERNEL = os.environ.get("NOETHER_LION_DEFAULT_CPU_KERNEL", "c")
@@ -281,7 +334,7 @@ def lion(
             f"{len(exp_avgs)}"
         )
     if fused and foreach:
-        raise ValueError("lion: foreach and fused cannot both be True; choose one")
+        raise KernelChoiceError("lion: foreach and fused cannot both be True; choose one")
     if not torch.compiler.is_compiling():
         _check_lr(lr)
         _check_betas((beta1, beta2))

@@ -5,14 +5,18 @@
 
 from __future__ import annotations
 
+import warnings
+from collections import OrderedDict
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
+from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 from noether.core.optimizer.lion.dispatch import _dispatch
 from noether.core.optimizer.lion.reference import LrT
+from noether.core.optimizer.lion.state_checks import check_state_dict
 from noether.core.optimizer.lion.validation import _check_group_options, _check_sparse
 
 __all__ = ["Lion"]
@@ -25,6 +29,18 @@ def _storage_ptr(t: Tensor) -> int:
     return int(local.untyped_storage().data_ptr())
 
 
+def _check_fused_devices(params: list[Tensor], group_index: int) -> None:
+    """Raise torch's error for ``fused=True`` on a device without fused kernels (e.g. meta), naming the device."""
+    supported = _get_fused_kernels_supported_devices()
+    for position, p in enumerate(params):
+        if p.grad is not None and p.device.type not in supported:
+            raise RuntimeError(
+                "`fused=True` requires all the params to be floating point Tensors of supported devices: "
+                f"{supported} but {p.dtype} and {p.device.type} (Lion: parameter {position} of param group "
+                f"{group_index}; use fused=False there)"
+            )
+
+
 class Lion(Optimizer):
     """Implements Lion algorithm (sign of an interpolated momentum, decoupled weight decay, optional caution).
 
@@ -35,7 +51,7 @@ class Lion(Optimizer):
     def __init__(
         self,
         params: ParamsT,
-        lr: LrT,
+        lr: LrT = 1e-4,
         betas: tuple[float, float] = (0.9, 0.99),
         weight_decay: float = 0.0,
         caution: bool = False,
@@ -49,7 +65,8 @@ class Lion(Optimizer):
         Args:
             params: Iterable of parameters to optimize or dicts defining parameter groups.
             lr: Learning rate: a finite number >= 0, or a 1-element tensor (changing its value never makes
-                ``torch.compile`` recompile the step).
+                ``torch.compile`` recompile the step). Default 1e-4, as timm's Lion. Each step multiplies the
+                parameters by ``1 - lr * weight_decay``: a group where that is <= 0 is warned about once.
             betas: Coefficients used for the update direction and for the running average of the gradient.
             weight_decay: Decoupled weight decay coefficient, finite and >= 0.
             caution: Apply caution: zero the update where its sign disagrees with the gradient.
@@ -61,8 +78,9 @@ class Lion(Optimizer):
                 kernel. Exclusive with ``foreach``.
 
         Raises:
-            ValueError: On any invalid hyperparameter or integer parameter, naming it.
+            ValueError: On any invalid hyperparameter or integer parameter, or a parameter given twice, naming it.
         """
+        self._decay_warned: set[int] = set()
         defaults = {
             "lr": lr,
             "betas": betas,
@@ -76,7 +94,15 @@ class Lion(Optimizer):
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Validate the group (its hyperparameters and parameter dtypes) before adding it; see the base class."""
+        """Validate the group (hyperparameters, parameter dtypes, no parameter twice) before adding it.
+
+        A parameter listed twice would be updated twice per step (by some kernels at once, racing); torch only warns.
+
+        Raises:
+            TypeError: ``params`` is a set (unordered).
+            ValueError: A bad hyperparameter or dtype, or a parameter that is already in this or another group, naming
+                its position (and its name, for named parameters).
+        """
         params = param_group["params"]
         if isinstance(params, Tensor):
             params = [params]
@@ -84,18 +110,57 @@ class Lion(Optimizer):
             raise TypeError("Lion: parameter groups must be ordered sequences, not sets")
         else:
             params = list(params)
-        where = f" (param group {len(self.param_groups)})"
+        index = len(self.param_groups)
+        where = f" (param group {index})"
         options = {**self.defaults, **{k: v for k, v in param_group.items() if k != "params"}}
         _check_group_options(options, where)
-        for index, entry in enumerate(params):
+        seen: dict[int, int] = {}
+        present = {id(p): g for g, group in enumerate(self.param_groups) for p in group["params"]}
+        for position, entry in enumerate(params):
             # torch also accepts (name, tensor) pairs.
-            p = entry[1] if isinstance(entry, tuple) and len(entry) == 2 else entry
+            named = isinstance(entry, tuple) and len(entry) == 2
+            p = entry[1] if named else entry
+            label = f"parameter {position}" + (f" ({entry[0]!r})" if named else "")
             if isinstance(p, Tensor) and not (p.is_floating_point() or p.is_complex()):
                 raise ValueError(
-                    f"Lion: invalid params{where}: parameter {index} has dtype {p.dtype}; "
+                    f"Lion: invalid params{where}: {label} has dtype {p.dtype}; "
                     "only floating-point and complex parameters can be optimized"
                 )
+            if id(p) in seen:
+                raise ValueError(
+                    f"Lion: invalid params{where}: {label} is the same tensor as parameter {seen[id(p)]}; "
+                    "refusing a parameter group with duplicate parameters (each step would update it twice)"
+                )
+            if id(p) in present:
+                raise ValueError(
+                    f"Lion: invalid params{where}: {label} is already in param group {present[id(p)]}; "
+                    "some parameters appear in more than one parameter group"
+                )
+            seen[id(p)] = position
         super().add_param_group({**param_group, "params": params})
+        self._warn_if_decay_flips(self.param_groups[-1], len(self.param_groups) - 1)
+
+    def _warn_if_decay_flips(self, group: dict[str, Any], index: int) -> None:
+        """Warn once per group where ``1 - lr * weight_decay <= 0``: each step would flip (or zero) every parameter."""
+        weight_decay = group["weight_decay"]
+        if not weight_decay or index in getattr(self, "_decay_warned", ()):
+            return
+        lr = group["lr"]
+        lr_value = float(lr.detach().reshape(()).item()) if isinstance(lr, Tensor) else float(lr)
+        if lr_value * weight_decay < 1.0:
+            return
+        if not hasattr(self, "_decay_warned"):  # unpickled from before this attribute existed
+            self._decay_warned = set()
+        self._decay_warned.add(index)
+        name = f" {group['name']!r}" if isinstance(group.get("name"), str) else ""
+        warnings.warn(
+            f"Lion: param group {index}{name} has lr * weight_decay = {lr_value:g} * {weight_decay:g} = "
+            f"{lr_value * weight_decay:g} >= 1; each step multiplies its parameters by 1 - lr * weight_decay = "
+            f"{1.0 - lr_value * weight_decay:g}, flipping their sign (or zeroing them). Decoupled weight decay is "
+            "usually 10-100x smaller than lr's reciprocal: lower weight_decay or lr",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -106,20 +171,23 @@ class Lion(Optimizer):
             group.setdefault("fused", None)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state dict; checks ``exp_avg`` shapes first and never aliases the given dict's tensors."""
-        saved_groups = state_dict["param_groups"]
-        if len(saved_groups) == len(self.param_groups):
-            saved_ids = [i for g in saved_groups for i in g["params"]]
-            params = [p for g in self.param_groups for p in g["params"]]
-            id_to_param = dict(zip(saved_ids, params, strict=False))
-            for key, value in state_dict["state"].items():
-                exp_avg = value.get("exp_avg") if isinstance(value, dict) else None
-                param = id_to_param.get(key)
-                if isinstance(exp_avg, Tensor) and param is not None and exp_avg.shape != param.shape:
-                    raise ValueError(
-                        f"Lion: cannot load state of parameter {key}: exp_avg has shape {tuple(exp_avg.shape)} "
-                        f"but the parameter has shape {tuple(param.shape)}"
-                    )
+        """Load a state dict in torch's order, all or nothing, never aliasing the given dict's tensors.
+
+        The load pre-hooks run first (they may repair an old state dict), then the whole state is checked before
+        anything changes (torch's group and size checks, then every parameter's state: a dict with ``exp_avg``,
+        dense finite tensors of the parameter's shape, see :func:`.state_checks.param_state_problems`), then it is
+        loaded, then the load post-hooks run (they may store anything in ``self.state``).
+
+        Raises:
+            ValueError: The state dict does not fit this optimizer or holds bad state, naming the parameter index and
+                key; nothing was changed.
+        """
+        state_dict = state_dict.copy()  # shallow, as torch does: a hook may change the top level freely
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        check_state_dict(self.param_groups, state_dict)
         given = {
             _storage_ptr(t)
             for value in state_dict["state"].values()
@@ -127,11 +195,24 @@ class Lion(Optimizer):
             for t in value.values()
             if isinstance(t, Tensor)
         }
-        super().load_state_dict(state_dict)
+        # torch's load, with the hooks run here instead: the pre-hooks ran above, the post-hooks come after the copies.
+        pre_hooks, post_hooks = self._optimizer_load_state_dict_pre_hooks, self._optimizer_load_state_dict_post_hooks
+        self._optimizer_load_state_dict_pre_hooks = OrderedDict()
+        self._optimizer_load_state_dict_post_hooks = OrderedDict()
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            self._optimizer_load_state_dict_pre_hooks = pre_hooks
+            self._optimizer_load_state_dict_post_hooks = post_hooks
         for param_state in self.state.values():
+            if not isinstance(param_state, dict):
+                continue
             for key, value in param_state.items():
                 if isinstance(value, Tensor) and (value.numel() == 0 or _storage_ptr(value) in given):
                     param_state[key] = value.clone(memory_format=torch.preserve_format)
+        self._decay_warned = set()
+        for post_hook in post_hooks.values():
+            post_hook(self)
 
     def _init_group(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
@@ -168,6 +249,11 @@ class Lion(Optimizer):
         for index, group in enumerate(self.param_groups):
             _check_group_options(group, f" (param group {index})")
             _check_sparse(p.grad for p in group["params"] if p.grad is not None)
+            if group["fused"]:
+                _check_fused_devices(group["params"], index)
+        if not torch.compiler.is_compiling():
+            for index, group in enumerate(self.param_groups):
+                self._warn_if_decay_flips(group, index)
         for group in self.param_groups:
             params: list[Tensor] = []
             grads: list[Tensor] = []

@@ -15,6 +15,13 @@ from torch import Tensor
 __all__: list[str] = []
 
 
+class KernelChoiceError(ValueError, RuntimeError):
+    """``foreach`` and ``fused`` both True.
+
+    A ValueError like Lion's other bad hyperparameters, and the RuntimeError torch's optimizers raise for it.
+    """
+
+
 def _is_real_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -24,7 +31,7 @@ def _check_lr(lr: object, where: str = "") -> None:
     if isinstance(lr, Tensor):
         if lr.numel() != 1 or not lr.is_floating_point():
             raise ValueError(
-                f"Lion: invalid lr{where}: a tensor lr must be a 1-element floating-point tensor, "
+                f"Lion: invalid lr{where}: Tensor lr must be 1-element and floating point, "
                 f"got shape {tuple(lr.shape)} and dtype {lr.dtype}"
             )
         if torch.compiler.is_compiling():
@@ -72,7 +79,7 @@ def _check_group_options(group: dict[str, Any], where: str = "") -> None:
     _check_flag("foreach", group["foreach"], where, allow_none=True)
     _check_flag("fused", group["fused"], where, allow_none=True)
     if group["foreach"] and group["fused"]:
-        raise ValueError(f"Lion: foreach and fused cannot both be True{where}; choose one")
+        raise KernelChoiceError(f"Lion: foreach and fused cannot both be True{where}; choose one")
 
 
 def _check_sparse(grads: Iterable[Tensor]) -> None:
