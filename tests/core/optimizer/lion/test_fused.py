@@ -7,7 +7,9 @@ Compiling is the slow part, so the module shares its kernels: a 4-tensor chunk (
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -521,6 +523,45 @@ def test_without_a_c_compiler_cpu_falls_back_to_the_inductor_kernel_with_a_warni
         assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=False, maximize=False)
     kernels = list(dispatch._KERNELS.values())
     assert len(kernels) == 1 and isinstance(kernels[0], compiled_kernel._ChunkKernel)
+
+
+def test_without_any_compiler_fused_cpu_falls_back_to_the_foreach_kernel_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # No C compiler for the C kernel, and none for inductor either (it needs a C++ compiler on CPU): fused=True
+    # still steps, as docs/lion.md says, with the blocked foreach kernel (same bits).
+    monkeypatch.setattr(dispatch, "_CPU_KERNEL", "c")
+    monkeypatch.setattr(dispatch, "_KERNELS", {})
+    monkeypatch.setattr(dispatch, "_WARNED", set())
+    monkeypatch.setattr(cpu_build, "_LIB", None)
+    monkeypatch.setenv("NOETHER_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cpu_build.shutil, "which", lambda name: None)
+
+    def no_cxx(*args: object) -> None:
+        raise FusedLionCompileError("fused Lion: torch.compile of the kernel failed (InvalidCxxCompiler)")
+
+    monkeypatch.setattr(dispatch, "_ChunkKernel", no_cxx)
+    ps, gs, ms = make_params(torch.float16, seed=18, shapes=[(30,), (4, 5)])
+    with pytest.warns(RuntimeWarning, match="InvalidCxxCompiler.*fused=True runs the blocked foreach kernel"):
+        assert_same_as_single_tensor(ps, gs, ms, steps=2, lr=0.01, weight_decay=0.1, caution=True, maximize=False)
+    ps, gs, ms = make_params(torch.float32, seed=19, shapes=[(30,), (4, 5)])
+    with pytest.warns(RuntimeWarning, match="no C compiler found"):
+        assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=False, maximize=False)
+
+
+@pytest.mark.inductor_only
+def test_compiling_the_inductor_kernel_is_logged_at_info_with_its_duration(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(dispatch, "_KERNELS", {})
+    p, g, m = torch.ones(4), torch.ones(4), torch.zeros(4)
+    with caplog.at_level(logging.INFO, logger=dispatch.__name__):
+        for _ in range(2):  # compiled once
+            _fused_lion([p], [g], [m], beta1=0.9, beta2=0.99, lr=0.1, weight_decay=0.0, caution=False, maximize=False)
+    messages = [r.getMessage() for r in caplog.records if r.name == dispatch.__name__]
+    assert len(messages) == 2, messages
+    assert "compiling the inductor kernel for torch.float32 on cpu" in messages[0] and "fused=True" in messages[0]
+    assert re.search(r"compiled the inductor kernel for torch.float32 on cpu in \d+\.\d s", messages[1])
 
 
 def test_an_unwritable_cache_folder_is_a_build_error_not_a_crash(
