@@ -52,8 +52,7 @@ try:  # an installed package, or PYTHONPATH=src; else the checkout's src/
 except ImportError:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
-from noether.core.optimizer import lion_fused
-from noether.core.optimizer.lion import Lion
+from noether.core.optimizer.lion import Lion, dispatch
 
 MALLOC_TUNED_ENV = {"MALLOC_MMAP_THRESHOLD_": "33554432", "MALLOC_TRIM_THRESHOLD_": "68719476736"}
 LR, WEIGHT_DECAY, BETAS = 1e-4, 0.1, (0.9, 0.99)
@@ -188,11 +187,11 @@ def _lion_inductor(**kwargs: object) -> Callable[[list[torch.nn.Parameter]], Cal
         step = Lion(params, lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY, fused=True, **kwargs).step  # type: ignore[arg-type]
 
         def run() -> object:
-            saved, lion_fused._CPU_KERNEL = lion_fused._CPU_KERNEL, "inductor"
+            saved, dispatch._CPU_KERNEL = dispatch._CPU_KERNEL, "inductor"
             try:
                 return step()
             finally:
-                lion_fused._CPU_KERNEL = saved
+                dispatch._CPU_KERNEL = saved
 
         return run
 

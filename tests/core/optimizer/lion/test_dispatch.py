@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from noether.core.optimizer import Lion
-from noether.core.optimizer import lion as lion_module
-from noether.core.optimizer.lion import _multi_tensor_lion, _single_tensor_lion, lion
+from noether.core.optimizer.lion import dispatch, foreach_kernel, lion, reference
+from noether.core.optimizer.lion.foreach_kernel import _multi_tensor_lion
+from noether.core.optimizer.lion.reference import _single_tensor_lion
 
 LR, WD, BETA1, BETA2 = 0.1, 0.3, 0.9, 0.99
 
@@ -219,7 +220,7 @@ def test_count_is_exact_past_float32_integer_range() -> None:
     # A float32 sum of 2**24 + 3 ones returns 2**24 (+-2): the caution count must not.
     mask = torch.ones((1 << 24) + 3)
     assert mask.sum().item() != (1 << 24) + 3
-    assert lion_module._count(mask).item() == (1 << 24) + 3
+    assert reference._count(mask).item() == (1 << 24) + 3
 
 
 def random_state(sizes, dtype, seed):
@@ -254,7 +255,7 @@ def test_blocked_equals_single_bitwise_on_split_and_ragged_tensors(dtype, cautio
 
 def test_default_block_size_path_equals_single_bitwise() -> None:
     # Real default block size: one tensor cut into 3 blocks (the last ragged), many small tensors grouped.
-    n = 2 * lion_module._CPU_BLOCK_NUMEL + 12_345
+    n = 2 * foreach_kernel._CPU_BLOCK_NUMEL + 12_345
     ps, gs, ms = random_state([n, *range(1, 200)], torch.float32, seed=5)
     ps2, ms2 = [p.clone() for p in ps], [m.clone() for m in ms]
     for caution in (False, True):
@@ -291,12 +292,10 @@ def test_tensor_lr_equals_float_lr_bitwise() -> None:
 
 
 def test_default_dispatch_c_kernel_on_cpu_else_blocked_foreach(monkeypatch) -> None:
-    from noether.core.optimizer import lion_fused
-
     calls = []
-    monkeypatch.setattr(lion_module, "_multi_tensor_lion", lambda *a, **k: calls.append("multi"))
-    monkeypatch.setattr(lion_module, "_single_tensor_lion", lambda *a, **k: calls.append("single"))
-    monkeypatch.setattr(lion_fused, "_native_cpu_lion", lambda *a, **k: calls.append("native") or True)
+    monkeypatch.setattr(dispatch, "_multi_tensor_lion", lambda *a, **k: calls.append("multi"))
+    monkeypatch.setattr(dispatch, "_single_tensor_lion", lambda *a, **k: calls.append("single"))
+    monkeypatch.setattr(dispatch, "_native_cpu_lion", lambda *a, **k: calls.append("native") or True)
     args = ([torch.zeros(2)], [torch.ones(2)], [torch.zeros(2)])
     kw = {"beta1": 0.9, "beta2": 0.99, "lr": 0.1, "weight_decay": 0.0, "caution": False}
     lion(*args, **kw)
@@ -305,20 +304,18 @@ def test_default_dispatch_c_kernel_on_cpu_else_blocked_foreach(monkeypatch) -> N
     lion(*args, fused=False, **kw)  # fused=False: no compiled kernel, the foreach one
     assert calls == ["native", "single", "multi", "multi"]
     calls.clear()
-    monkeypatch.setattr(lion_fused, "_native_cpu_lion", lambda *a, **k: calls.append("native") and False)
+    monkeypatch.setattr(dispatch, "_native_cpu_lion", lambda *a, **k: calls.append("native") and False)
     lion(*args, **kw)  # the C kernel does not apply (or cannot be built): foreach
     assert calls == ["native", "multi"]
 
 
 def test_default_path_runs_the_c_kernel_where_it_applies(monkeypatch) -> None:
-    from noether.core.optimizer import lion_fused
-
     used = []
-    real = lion_fused._native_kernel
-    monkeypatch.setattr(lion_fused, "_native_kernel", lambda *a: used.append(a) or real(*a))
+    real = dispatch._native_kernel
+    monkeypatch.setattr(dispatch, "_native_kernel", lambda *a: used.append(a) or real(*a))
     multi = []
-    real_multi = lion_module._multi_tensor_lion
-    monkeypatch.setattr(lion_module, "_multi_tensor_lion", lambda *a, **k: multi.append(1) or real_multi(*a, **k))
+    real_multi = dispatch._multi_tensor_lion
+    monkeypatch.setattr(dispatch, "_multi_tensor_lion", lambda *a, **k: multi.append(1) or real_multi(*a, **k))
     kw = {"beta1": BETA1, "beta2": BETA2, "lr": 0.01, "weight_decay": 0.1, "caution": True}
     for dtype in (torch.float32, torch.float64, torch.bfloat16):
         ps, gs, ms = random_state([300, 5, 0, 1], dtype, seed=3)
@@ -327,7 +324,7 @@ def test_default_path_runs_the_c_kernel_where_it_applies(monkeypatch) -> None:
         _single_tensor_lion(*want, maximize=False, **kw)
         for a, b in zip(ps + ms, want[0] + want[2], strict=True):
             assert torch.equal(a, b)
-    if lion_fused._NATIVE_UNAVAILABLE:  # no C compiler here: every call went to the foreach kernel
+    if dispatch._NATIVE_UNAVAILABLE:  # no C compiler here: every call went to the foreach kernel
         assert len(multi) == 3
     else:
         assert [a[0] for a in used] == [torch.float32, torch.float64, torch.bfloat16] and not multi
@@ -347,15 +344,13 @@ def test_default_path_runs_the_c_kernel_where_it_applies(monkeypatch) -> None:
 
 
 def test_default_cpu_kernel_setting(monkeypatch) -> None:
-    from noether.core.optimizer import lion_fused
-
     args = ([torch.zeros(2)], [torch.ones(2)], [torch.zeros(2)])
     kw = {"beta1": 0.9, "beta2": 0.99, "lr": 0.1, "weight_decay": 0.0, "caution": False}
-    monkeypatch.setattr(lion_fused, "_native_kernel", lambda *a: pytest.fail("the C kernel was asked for"))
-    monkeypatch.setattr(lion_fused, "_DEFAULT_CPU_KERNEL", "foreach")
+    monkeypatch.setattr(dispatch, "_native_kernel", lambda *a: pytest.fail("the C kernel was asked for"))
+    monkeypatch.setattr(dispatch, "_DEFAULT_CPU_KERNEL", "foreach")
     lion(*args, **kw)
     assert torch.equal(args[0][0], -0.1 * torch.ones(2))
-    monkeypatch.setattr(lion_fused, "_DEFAULT_CPU_KERNEL", "fast")
+    monkeypatch.setattr(dispatch, "_DEFAULT_CPU_KERNEL", "fast")
     with pytest.raises(ValueError, match="NOETHER_LION_DEFAULT_CPU_KERNEL='fast'; expected 'c' or 'foreach'"):
         lion(*args, **kw)
     assert torch.equal(args[0][0], -0.1 * torch.ones(2)) and torch.equal(args[2][0], 0.01 * torch.ones(2))

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from noether.core.optimizer import Lion
-from noether.core.optimizer import lion as lion_module
-from noether.core.optimizer.lion import lion
+from noether.core.optimizer.lion import foreach_kernel, lion
 
 
 def make_model(seed: int = 0) -> torch.nn.Module:
@@ -37,7 +36,7 @@ def params_and_state(model: torch.nn.Module, opt: torch.optim.Optimizer) -> list
 @pytest.mark.parametrize("caution", [False, True])
 def test_foreach_and_single_bit_identical_over_seven_steps_with_a_missing_grad(caution, monkeypatch) -> None:
     # A small block forces the blocked path to cut the 40x6 and 3x40 weights into several ragged blocks.
-    monkeypatch.setattr(lion_module, "_CPU_BLOCK_NUMEL", 37)
+    monkeypatch.setattr(foreach_kernel, "_CPU_BLOCK_NUMEL", 37)
     models = [make_model(), make_model()]
     opts = [
         Lion(m.parameters(), lr=0.01, weight_decay=0.1, caution=caution, foreach=f)
@@ -290,9 +289,11 @@ def test_constructor_errors_name_the_parameter(kwargs, name) -> None:
     assert name.split("[")[0] in str(info.value)
 
 
-def test_lr_is_required() -> None:
-    with pytest.raises(TypeError):
-        Lion([torch.nn.Parameter(torch.zeros(2))])  # type: ignore[call-arg]
+def test_lr_defaults_to_timms_1e_4_and_groups_may_set_their_own() -> None:
+    p, q = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    assert Lion([p]).param_groups[0]["lr"] == 1e-4
+    opt = Lion([{"params": [p], "lr": 0.5}, {"params": [q], "lr": 0.25}])
+    assert [g["lr"] for g in opt.param_groups] == [0.5, 0.25]
 
 
 def test_integer_params_are_rejected() -> None:

@@ -7,7 +7,9 @@ Compiling is the slow part, so the module shares its kernels: a 4-tensor chunk (
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,9 +19,11 @@ import pytest
 import torch
 from torch import Tensor
 
-from noether.core.optimizer import Lion, lion_fused
-from noether.core.optimizer.lion import _single_tensor_lion
-from noether.core.optimizer.lion_fused import FusedLionCompileError, _fused_lion
+from noether.core.optimizer import Lion
+from noether.core.optimizer.lion import FusedLionCompileError, compiled_kernel, cpu_build, dispatch
+from noether.core.optimizer.lion import cpu_kernel as c_kernel
+from noether.core.optimizer.lion.dispatch import _fused_lion
+from noether.core.optimizer.lion.reference import _single_tensor_lion
 
 CHUNK = 4
 BETAS = (0.9, 0.99)
@@ -36,16 +40,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(autouse=True)
 def cpu_kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     kernel: str = request.param
-    monkeypatch.setattr(lion_fused, "_CPU_KERNEL", kernel)
+    monkeypatch.setattr(dispatch, "_CPU_KERNEL", kernel)
     return kernel
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _small_private_kernels() -> Iterator[None]:
-    saved = lion_fused._CHUNK, lion_fused._KERNELS
-    lion_fused._CHUNK, lion_fused._KERNELS = CHUNK, {}
+    saved = compiled_kernel._CHUNK, dispatch._KERNELS
+    compiled_kernel._CHUNK, dispatch._KERNELS = CHUNK, {}
     yield
-    lion_fused._CHUNK, lion_fused._KERNELS = saved
+    compiled_kernel._CHUNK, dispatch._KERNELS = saved
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -311,15 +315,15 @@ def test_nan_gradient_entries_match_the_single_tensor_kernel(caution: bool) -> N
 def test_caution_sends_tensors_past_the_int32_count_to_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
     # The kernel counts the caution mask in int32; a larger tensor (> 2**31 - 1 elements, lowered to 100 here) takes
     # the single-tensor kernel, whose count is exact at any size.
-    monkeypatch.setattr(lion_fused, "_CAUTION_MAX_NUMEL", 100)
+    monkeypatch.setattr(compiled_kernel, "_CAUTION_MAX_NUMEL", 100)
     sent: list[int] = []
-    real = lion_fused._single_tensor_lion
+    real = dispatch._single_tensor_lion
 
     def spy(ps: list[Tensor], *args: object, **kwargs: object) -> None:
         sent.extend(p.numel() for p in ps)
         real(ps, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(lion_fused, "_single_tensor_lion", spy)
+    monkeypatch.setattr(dispatch, "_single_tensor_lion", spy)
     for shapes in ([(10,), (101,), (7, 20), (100,)], [(10,), (101,), (1,)]):
         ps, gs, ms = make_params(torch.float32, seed=14, shapes=shapes)
         sent.clear()
@@ -344,13 +348,13 @@ def test_tensor_subclasses_alone_build_no_kernel(monkeypatch: pytest.MonkeyPatch
     class Sub(Tensor):
         pass
 
-    monkeypatch.setattr(lion_fused, "_KERNELS", {})
+    monkeypatch.setattr(dispatch, "_KERNELS", {})
     ps, gs, ms = (
         [torch.Tensor._make_subclass(Sub, t) for t in ts]
         for ts in make_params(torch.float32, seed=19, shapes=[(30,), (4, 5)])
     )
     assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=True, maximize=False)
-    assert lion_fused._KERNELS == {}
+    assert dispatch._KERNELS == {}
 
 
 def test_lion_fused_true_matches_foreach_false_over_7_steps() -> None:
@@ -420,7 +424,7 @@ def test_n_dimensional_tensors_go_to_the_kernel_as_they_are_or_as_flat_views(mon
     ps, gs, ms = make_params(torch.float32, seed=9, shapes=shapes)
     kwargs = {"beta1": 0.9, "beta2": 0.99, "lr": 0.01, "weight_decay": 0.1, "caution": False, "maximize": False}
     _fused_lion(ps[:1], gs[:1], ms[:1], **kwargs)  # type: ignore[arg-type]
-    kernel = lion_fused._KERNELS[(torch.device("cpu"), torch.float32, False, "inductor")]
+    kernel = dispatch._KERNELS[(torch.device("cpu"), torch.float32, False, "inductor")]
     assert kernel.accepts_nd  # inductor's CPU kernels take data pointers
     want_ps, want_gs, want_ms = clone_all(ps, gs, ms)
     _single_tensor_lion(want_ps, want_gs, want_ms, **kwargs)  # type: ignore[arg-type]
@@ -442,7 +446,7 @@ def test_changing_lr_and_weight_decay_never_recompiles() -> None:
 
     ps, gs, ms = make_params(torch.float32, seed=8)
     _fused_lion(ps, gs, ms, beta1=0.9, beta2=0.99, lr=0.01, weight_decay=0.0, caution=False, maximize=False)
-    kernel = lion_fused._KERNELS[(torch.device("cpu"), torch.float32, False, "inductor")]
+    kernel = dispatch._KERNELS[(torch.device("cpu"), torch.float32, False, "inductor")]
     compiles, graphs = kernel.backend.calls, counters["stats"]["unique_graphs"]
     for i, lr in enumerate([torch.tensor([0.02]), torch.tensor(0.5), 0.125, torch.tensor([1e-4], dtype=torch.float64)]):
         before = clone_all(ps, gs, ms)
@@ -459,14 +463,14 @@ def test_changing_lr_and_weight_decay_never_recompiles() -> None:
 
 _COMPILE_IN_CHILD = """
 import json, re, sys, torch
-from noether.core.optimizer import lion_fused
+from noether.core.optimizer.lion import compiled_kernel, dispatch
 torch.set_num_threads(2)
-lion_fused._CHUNK = 4
-lion_fused._CPU_KERNEL = "inductor"
+compiled_kernel._CHUNK = 4
+dispatch._CPU_KERNEL = "inductor"
 if sys.argv[1] == "small-hints-untagged":  # what another version of the module could have left in the cache
-    lion_fused._HINT_SIZES = tuple(3 + i for i in range(64))
-    lion_fused._CACHE_TAG = ""
-kernel = lion_fused._get_kernel(torch.device("cpu"), torch.float32, False)
+    compiled_kernel._HINT_SIZES = tuple(3 + i for i in range(64))
+    compiled_kernel._CACHE_TAG = ""
+kernel = dispatch._get_kernel(torch.device("cpu"), torch.float32, False)
 source = kernel.backend.compiled.source_code
 steps = sorted(set(re.findall(r"x0\\+=static_cast<int64_t>\\((\\d+)L\\)", source)))
 print(json.dumps([source.count("omp parallel"), steps]))
@@ -475,7 +479,7 @@ print(json.dumps([source.count("omp parallel"), steps]))
 
 def _loop_plan_in_child(kind: str, cache_dir: Path) -> list[object]:
     """Compile the 4-tensor fp32 kernel in a fresh process; its loop plan: OpenMP regions and vector steps."""
-    src = Path(lion_fused.__file__).resolve().parents[3]
+    src = Path(compiled_kernel.__file__).resolve().parents[4]
     env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(src)}
     command = [sys.executable, "-c", _COMPILE_IN_CHILD, kind]
     out = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=True)
@@ -497,60 +501,94 @@ def test_a_kernel_cached_under_other_size_hints_is_not_reused(tmp_path: Path) ->
 
 @pytest.mark.inductor_only
 def test_a_machine_that_cannot_compile_gets_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lion_fused, "_KERNELS", {})
+    monkeypatch.setattr(dispatch, "_KERNELS", {})
     p, g, m = torch.ones(4), torch.ones(4), torch.zeros(4)
     with torch.compiler.set_stance("force_eager"), pytest.raises(FusedLionCompileError, match="fused=False"):
         _fused_lion([p], [g], [m], beta1=0.9, beta2=0.99, lr=0.1, weight_decay=0.0, caution=False, maximize=False)
-    assert lion_fused._KERNELS == {}  # nothing half-built is kept
+    assert dispatch._KERNELS == {}  # nothing half-built is kept
     assert torch.equal(p, torch.ones(4)) and torch.equal(m, torch.zeros(4))
 
 
 def test_without_a_c_compiler_cpu_falls_back_to_the_inductor_kernel_with_a_warning(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from noether.core.optimizer import lion_cpu
-
-    monkeypatch.setattr(lion_fused, "_CPU_KERNEL", "c")
-    monkeypatch.setattr(lion_fused, "_KERNELS", {})
-    monkeypatch.setattr(lion_fused, "_WARNED", set())
-    monkeypatch.setattr(lion_cpu, "_LIB", None)
+    monkeypatch.setattr(dispatch, "_CPU_KERNEL", "c")
+    monkeypatch.setattr(dispatch, "_KERNELS", {})
+    monkeypatch.setattr(dispatch, "_WARNED", set())
+    monkeypatch.setattr(cpu_build, "_LIB", None)
     monkeypatch.setenv("NOETHER_CACHE_DIR", str(tmp_path))  # nothing built yet
-    monkeypatch.setattr(lion_cpu.shutil, "which", lambda name: None)
+    monkeypatch.setattr(cpu_build.shutil, "which", lambda name: None)
     ps, gs, ms = make_params(torch.float32, seed=17, shapes=[(30,), (4, 5)])
     with pytest.warns(RuntimeWarning, match="using the inductor kernel on CPU: no C compiler found"):
         assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=False, maximize=False)
-    kernels = list(lion_fused._KERNELS.values())
-    assert len(kernels) == 1 and isinstance(kernels[0], lion_fused._ChunkKernel)
+    kernels = list(dispatch._KERNELS.values())
+    assert len(kernels) == 1 and isinstance(kernels[0], compiled_kernel._ChunkKernel)
+
+
+def test_without_any_compiler_fused_cpu_falls_back_to_the_foreach_kernel_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # No C compiler for the C kernel, and none for inductor either (it needs a C++ compiler on CPU): fused=True
+    # still steps, as docs/lion.md says, with the blocked foreach kernel (same bits).
+    monkeypatch.setattr(dispatch, "_CPU_KERNEL", "c")
+    monkeypatch.setattr(dispatch, "_KERNELS", {})
+    monkeypatch.setattr(dispatch, "_WARNED", set())
+    monkeypatch.setattr(cpu_build, "_LIB", None)
+    monkeypatch.setenv("NOETHER_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(cpu_build.shutil, "which", lambda name: None)
+
+    def no_cxx(*args: object) -> None:
+        raise FusedLionCompileError("fused Lion: torch.compile of the kernel failed (InvalidCxxCompiler)")
+
+    monkeypatch.setattr(dispatch, "_ChunkKernel", no_cxx)
+    ps, gs, ms = make_params(torch.float16, seed=18, shapes=[(30,), (4, 5)])
+    with pytest.warns(RuntimeWarning, match="InvalidCxxCompiler.*fused=True runs the blocked foreach kernel"):
+        assert_same_as_single_tensor(ps, gs, ms, steps=2, lr=0.01, weight_decay=0.1, caution=True, maximize=False)
+    ps, gs, ms = make_params(torch.float32, seed=19, shapes=[(30,), (4, 5)])
+    with pytest.warns(RuntimeWarning, match="no C compiler found"):
+        assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=False, maximize=False)
+
+
+@pytest.mark.inductor_only
+def test_compiling_the_inductor_kernel_is_logged_at_info_with_its_duration(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(dispatch, "_KERNELS", {})
+    p, g, m = torch.ones(4), torch.ones(4), torch.zeros(4)
+    with caplog.at_level(logging.INFO, logger=dispatch.__name__):
+        for _ in range(2):  # compiled once
+            _fused_lion([p], [g], [m], beta1=0.9, beta2=0.99, lr=0.1, weight_decay=0.0, caution=False, maximize=False)
+    messages = [r.getMessage() for r in caplog.records if r.name == dispatch.__name__]
+    assert len(messages) == 2, messages
+    assert "compiling the inductor kernel for torch.float32 on cpu" in messages[0] and "fused=True" in messages[0]
+    assert re.search(r"compiled the inductor kernel for torch.float32 on cpu in \d+\.\d s", messages[1])
 
 
 def test_an_unwritable_cache_folder_is_a_build_error_not_a_crash(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from noether.core.optimizer import lion_cpu
-
     blocker = tmp_path / "file"
     blocker.write_text("")
     monkeypatch.setenv("NOETHER_CACHE_DIR", str(blocker / "cache"))  # a folder below a file cannot be made
-    with pytest.raises(lion_cpu.CpuKernelBuildError, match="cannot build or load the C kernel"):
-        lion_cpu._build()
+    with pytest.raises(cpu_build.CpuKernelBuildError, match="cannot build or load the C kernel"):
+        cpu_build._build()
 
 
 def test_the_c_kernel_is_built_once_per_machine_into_its_cache(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from noether.core.optimizer import lion_cpu
-
     monkeypatch.setenv("NOETHER_CACHE_DIR", str(tmp_path))
-    lion_cpu._build()
+    cpu_build._build()
     built = sorted(p.name for p in tmp_path.iterdir())
-    assert len(built) == 1 and built[0].endswith(".so")  # no source or partial file left behind
+    # The library and its checksum record; no source or partial file left behind.
+    assert len(built) == 2 and built[0].endswith(".so") and built[1].endswith(".sha256")
     mtime = (tmp_path / built[0]).stat().st_mtime_ns
-    lion_cpu._build()  # another process on this machine: loads what is there
+    cpu_build._build()  # another process on this machine: loads what is there
     assert sorted(p.name for p in tmp_path.iterdir()) == built
     assert (tmp_path / built[0]).stat().st_mtime_ns == mtime
 
 
 def test_an_unknown_cpu_kernel_setting_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(lion_fused, "_CPU_KERNEL", "fast")
-    monkeypatch.setattr(lion_fused, "_KERNELS", {})
+    monkeypatch.setattr(dispatch, "_CPU_KERNEL", "fast")
+    monkeypatch.setattr(dispatch, "_KERNELS", {})
     p, g, m = torch.ones(4), torch.ones(4), torch.zeros(4)
     with pytest.raises(ValueError, match="NOETHER_FUSED_LION_CPU='fast'; expected 'c' or 'inductor'"):
         _fused_lion([p], [g], [m], beta1=0.9, beta2=0.99, lr=0.1, weight_decay=0.0, caution=False, maximize=False)
@@ -558,11 +596,9 @@ def test_an_unknown_cpu_kernel_setting_is_refused(monkeypatch: pytest.MonkeyPatc
 
 
 def test_tensors_split_between_threads_match_the_single_tensor_kernel() -> None:
-    # Tensors of at least lion_cpu._BIG elements are split between the threads (with caution: each thread counts its
+    # Tensors of at least c_kernel._BIG elements are split between the threads (with caution: each thread counts its
     # part, then the total sets the step of both); ragged sizes around the split.
-    from noether.core.optimizer import lion_cpu
-
-    big = lion_cpu._BIG
+    big = c_kernel._BIG
     shapes = [(big,), (big + 1,), (3 * big + 7,), (big - 1,), (5,)]
     for caution, maximize in ((False, False), (True, False), (True, True)):
         ps, gs, ms = make_params(torch.float32, seed=18, shapes=shapes)
@@ -604,21 +640,19 @@ def test_empty_and_zero_size_lists_are_no_ops() -> None:
 def test_default_path_without_a_c_compiler_uses_foreach_quietly_and_tries_once(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from noether.core.optimizer import lion_cpu
-
-    monkeypatch.setattr(lion_fused, "_KERNELS", {})
-    monkeypatch.setattr(lion_fused, "_NATIVE_UNAVAILABLE", {})
-    monkeypatch.setattr(lion_cpu, "_LIB", None)
+    monkeypatch.setattr(dispatch, "_KERNELS", {})
+    monkeypatch.setattr(dispatch, "_NATIVE_UNAVAILABLE", {})
+    monkeypatch.setattr(cpu_build, "_LIB", None)
     monkeypatch.setenv("NOETHER_CACHE_DIR", str(tmp_path))  # nothing built yet
     lookups = []
-    monkeypatch.setattr(lion_cpu.shutil, "which", lambda name: lookups.append(name))
+    monkeypatch.setattr(cpu_build.shutil, "which", lambda name: lookups.append(name))
     ps, gs, _ = make_params(torch.float32, seed=21, shapes=[(30,), (4, 5)])
     want = [[t.clone() for t in ts] for ts in (ps, gs)] + [[torch.zeros_like(p) for p in ps]]  # Lion's fresh state
     model = [torch.nn.Parameter(p) for p in ps]
     for p, g in zip(model, gs, strict=True):
         p.grad = g
     opt = Lion(model, lr=0.01, betas=BETAS, weight_decay=0.1, caution=True)
-    with caplog.at_level("INFO", logger="noether.core.optimizer.lion_fused"):
+    with caplog.at_level("INFO", logger="noether.core.optimizer.lion.dispatch"):
         import warnings
 
         with warnings.catch_warnings():
@@ -639,4 +673,4 @@ def test_default_path_without_a_c_compiler_uses_foreach_quietly_and_tries_once(
         "Lion: the C kernel is unavailable (no C compiler found (set CC, or install gcc)); the default path uses "
         "foreach kernels"
     ]
-    assert lion_fused._KERNELS == {}
+    assert dispatch._KERNELS == {}

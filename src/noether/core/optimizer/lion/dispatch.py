@@ -1,0 +1,541 @@
+"""The dispatcher: :func:`lion` and the choice of which kernel serves which tensors.
+
+Kernels (each in a module of its own, all computing the update rule of :mod:`.reference` bit for bit):
+
+* :func:`.reference._single_tensor_lion` for ``foreach=False``, and for whatever no other kernel takes.
+* :func:`.foreach_kernel._multi_tensor_lion` for ``foreach=True``.
+* ``fused=True`` (:func:`_fused_lion`): on CPU the C kernel (:mod:`.cpu_kernel`) for float32, float64 and bfloat16,
+  the compiled kernel (:mod:`.compiled_kernel`) for everything else.
+* The default (``foreach`` and ``fused`` both None): on CPU, :func:`_native_cpu_lion` runs the C kernel where it
+  applies (plain contiguous float32/float64/bfloat16 tensors of one dtype, and a C compiler to build it once per
+  machine); everything else takes the blocked foreach kernel. Same bits either way.
+
+Kernel objects are built on first use and kept per process in ``_KERNELS``.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import os
+import sys
+import threading
+import time
+import warnings
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor
+from torch._jit_internal import is_scripting
+
+from noether.core.optimizer.lion.compiled_kernel import FusedLionCompileError, _ChunkKernel
+from noether.core.optimizer.lion.cpu_kernel import C_DTYPES, CpuKernelBuildError, CpuLionKernel
+from noether.core.optimizer.lion.foreach_kernel import _multi_tensor_lion
+from noether.core.optimizer.lion.reference import _PLAIN, LrT, _single_tensor_lion
+from noether.core.optimizer.lion.validation import (
+    KernelChoiceError,
+    _check_betas,
+    _check_lr,
+    _check_sparse,
+    _check_weight_decay,
+)
+
+__all__ = ["lion"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Kernel(Protocol):
+    """What ``_fused_lion`` needs of a kernel: its size limit, its call scalars and the call."""
+
+    @property
+    def max_numel(self) -> int: ...
+
+    def scalars(self, hyper: dict[str, Any], dtype: torch.dtype, device: torch.device) -> Any: ...
+
+    def call(self, ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], numels: list[int], scalars: Any) -> None: ...
+
+
+_CPU_KERNEL = os.environ.get("NOETHER_FUSED_LION_CPU", "c")
+"""Which kernel ``fused=True`` uses for CPU tensors: ``"c"`` (:mod:`.cpu_kernel`, the default) or ``"inductor"``."""
+
+_KERNELS: dict[tuple[torch.device, torch.dtype, bool, str], _Kernel] = {}
+_KERNELS_LOCK = threading.Lock()
+_WARNED: set[str] = set()
+
+
+def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _Kernel:
+    """The kernel for ``(device, dtype, caution)``, built on first use (once per process).
+
+    CPU tensors of the dtypes in ``C_DTYPES`` get the C kernel of :mod:`.cpu_kernel` unless
+    ``NOETHER_FUSED_LION_CPU=inductor``; where it cannot be built (no C compiler, or its self-check fails) they get the
+    inductor kernel, with a warning. Other dtypes and devices get the inductor kernel (Triton on CUDA). On CPU, unless
+    ``NOETHER_FUSED_LION_CPU=inductor`` asked for inductor by name, a machine where that cannot compile either (no
+    C++ compiler) gets the blocked foreach kernel, with a warning: same bits, never an error for a missing compiler.
+    """
+    backend = _CPU_KERNEL if device.type == "cpu" else "inductor"
+    if backend == "c":
+        backend = "c" if dtype in C_DTYPES else "inductor"
+    key = (device, dtype, caution, backend)
+    kernel = _KERNELS.get(key)
+    if kernel is None:
+        with _KERNELS_LOCK:
+            kernel = _KERNELS.get(key)
+            if kernel is None:
+                kernel = _build_kernel(device, dtype, caution, backend)
+                _KERNELS[key] = kernel
+    return kernel
+
+
+def _build_kernel(device: torch.device, dtype: torch.dtype, caution: bool, backend: str) -> _Kernel:
+    if backend == "c":
+        try:
+            return CpuLionKernel(dtype, caution)
+        except CpuKernelBuildError as exc:
+            _warn_once(f"fused Lion: using the inductor kernel on CPU: {exc}")
+    elif backend != "inductor":
+        raise ValueError(f"NOETHER_FUSED_LION_CPU={backend!r}; expected 'c' or 'inductor'")
+    if device.type == "cpu" and _CPU_KERNEL == "c":
+        # Nobody asked for inductor by name: a machine without a working compiler (inductor needs a C++ compiler on
+        # CPU) still steps, with the blocked foreach kernel, which gives the same bits.
+        try:
+            return _compile_chunk_kernel(device, dtype, caution)
+        except FusedLionCompileError as exc:
+            _warn_once(f"{exc}. fused=True runs the blocked foreach kernel on CPU instead (same results, not fused)")
+            return _ForeachKernel()
+    return _compile_chunk_kernel(device, dtype, caution)
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=5)
+
+
+def _compile_chunk_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _ChunkKernel:
+    """The inductor kernel, with its compile (seconds to tens of seconds, once per process) logged at INFO."""
+    logger.info(
+        "fused Lion: compiling the inductor kernel for %s on %s (caution=%s) with torch.compile, as fused=True asked "
+        "for it; once per process and kind of tensor (the first step waits for it)",
+        dtype,
+        device,
+        caution,
+    )
+    started = time.perf_counter()
+    kernel = _ChunkKernel(device, dtype, caution)
+    logger.info(
+        "fused Lion: compiled the inductor kernel for %s on %s in %.1f s", dtype, device, time.perf_counter() - started
+    )
+    return kernel
+
+
+class _ForeachKernel:
+    """``fused=True``'s kernel on a CPU where nothing can be compiled: the blocked foreach kernel, same bits."""
+
+    max_numel = sys.maxsize
+
+    def scalars(self, hyper: dict[str, Any], dtype: torch.dtype, device: torch.device) -> dict[str, Any]:
+        return hyper
+
+    def call(
+        self, ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], numels: list[int], scalars: dict[str, Any]
+    ) -> None:
+        _multi_tensor_lion(list(ps), list(gs), list(ms), **scalars)
+
+
+_DEFAULT_CPU_KERNEL = os.environ.get("NOETHER_LION_DEFAULT_CPU_KERNEL", "c")
+"""Which kernel ``Lion`` without ``foreach``/``fused`` uses for CPU tensors: ``"c"`` (:mod:`.cpu_kernel` where it
+builds, else the blocked foreach kernel; the default) or ``"foreach"`` (never compiles anything)."""
+
+_NATIVE_UNAVAILABLE: dict[tuple[torch.dtype, bool], str] = {}
+"""Why the C kernel could not be built, per (dtype, caution): the default path does not try again in this process."""
+
+
+def _native_kernel(dtype: torch.dtype, caution: bool) -> _Kernel | None:
+    """The C kernel for the default path, or None where it cannot be built (then the caller runs the foreach kernel).
+
+    Unlike ``fused=True`` nobody asked for compiled code here, so a failure is logged (once), not warned about.
+    """
+    key = (torch.device("cpu"), dtype, caution, "c")
+    kernel = _KERNELS.get(key)
+    if kernel is not None or (dtype, caution) in _NATIVE_UNAVAILABLE:
+        return kernel
+    with _KERNELS_LOCK:
+        kernel = _KERNELS.get(key)
+        if kernel is None and (dtype, caution) not in _NATIVE_UNAVAILABLE:
+            try:
+                kernel = _KERNELS[key] = CpuLionKernel(dtype, caution)
+            except CpuKernelBuildError as exc:
+                _NATIVE_UNAVAILABLE[(dtype, caution)] = str(exc)
+                logger.info("Lion: the C kernel is unavailable (%s); the default path uses foreach kernels", exc)
+    return kernel
+
+
+def _native_cpu_lion(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], hyper: dict[str, Any]) -> bool:
+    """The default path's CPU step with the C kernel, if it applies; False (nothing done) if it does not.
+
+    It applies to lists of plain contiguous CPU tensors of one dtype the C kernel has (float32, float64, bfloat16),
+    unless ``NOETHER_LION_DEFAULT_CPU_KERNEL=foreach``, once the kernel builds (once per machine) and passes its
+    self-check. The result is bit-identical to the foreach and single-tensor kernels, so the choice never shows in
+    the numbers. Callers keep traced and scripted code away from it.
+    """
+    if _DEFAULT_CPU_KERNEL != "c":
+        if _DEFAULT_CPU_KERNEL != "foreach":
+            raise ValueError(f"NOETHER_LION_DEFAULT_CPU_KERNEL={_DEFAULT_CPU_KERNEL!r}; expected 'c' or 'foreach'")
+        return False
+    if not params or not params[0].is_cpu or params[0].dtype not in C_DTYPES:
+        return False
+    if _uniform_contiguous(params, grads, exp_avgs) is None:  # mixed dtypes, layouts, subclasses, bad triples, ...
+        return False
+    dtype = params[0].dtype
+    kernel = _native_kernel(dtype, hyper["caution"])
+    if kernel is None:
+        return False
+    with torch.no_grad():
+        numels = list(map(Tensor.numel, params))
+        if min(numels) > 0:
+            kernel.call(params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, params[0].device))
+        else:  # 0-size tensors have nothing to update (and no storage to point at)
+            keep = [i for i, n in enumerate(numels) if n > 0]
+            _call_some(kernel, keep, params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, params[0].device))
+    return True
+
+
+def _call_some(
+    kernel: _Kernel,
+    keep: list[int],
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    numels: list[int],
+    scalars: Any,
+) -> None:
+    """Run ``kernel`` on the triples at the indices ``keep`` (nothing if there are none)."""
+    if keep:
+        ps, gs, ms = ([xs[i] for i in keep] for xs in (params, grads, exp_avgs))
+        kernel.call(ps, gs, ms, [numels[i] for i in keep], scalars)
+
+
+def _real_dtype(dtype: torch.dtype) -> torch.dtype:
+    return {torch.complex64: torch.float32, torch.complex128: torch.float64, torch.complex32: torch.float16}.get(
+        dtype, dtype
+    )
+
+
+def _is_non_overlapping_and_dense(t: Tensor) -> bool:
+    """Whether ``t``'s elements fill ``numel`` consecutive storage slots (contiguous up to a permutation)."""
+    expected = 1
+    for size, stride in sorted(zip(t.shape, t.stride(), strict=True), key=lambda d: (d[1], d[0])):
+        if size == 1:
+            continue
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _same_dense_layout(p: Tensor, g: Tensor, m: Tensor) -> bool:
+    """Whether the three tensors fill ``numel`` consecutive storage slots each, in one shared order.
+
+    Dense with one permuted layout (e.g. channels_last): element ``i`` of each sits at the same position of its
+    storage range ``[offset, offset + numel)``, so the kernel may treat the three ranges as flat arrays.
+    """
+    stride = p.stride()
+    return g.stride() == stride and m.stride() == stride and _is_non_overlapping_and_dense(p)
+
+
+def _mismatch(i: int, p: Tensor, g: Tensor, m: Tensor) -> ValueError:
+    return ValueError(
+        f"fused Lion: parameter {i} is {p.dtype} {tuple(p.shape)} on {p.device}, but its grad is {g.dtype} "
+        f"{tuple(g.shape)} on {g.device} and its exp_avg {m.dtype} {tuple(m.shape)} on {m.device}; "
+        "all three must have the param's shape, dtype and device"
+    )
+
+
+def _uniform_contiguous(
+    params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
+) -> tuple[torch.device, torch.dtype] | None:
+    """``(device, dtype)`` if all tensors are plain, contiguous, of one real dtype and device, with matching shapes.
+
+    The common case, checked list by list with C-level ``map`` rather than tensor by tensor in Python (a few
+    microseconds per 100 tensors). None means "take the general path", which also names any bad triple.
+    """
+    p0 = params[0]
+    dtype, device = p0.dtype, p0.device
+    if not dtype.is_floating_point:
+        return None
+    lists = (params, grads, exp_avgs)
+    for ts in lists:
+        if not _PLAIN_SET.issuperset(map(type, ts)) or not all(map(Tensor.is_contiguous, ts)):
+            return None
+        if any(d is not dtype for d in set(map(_DTYPE, ts))):
+            return None
+    if device.type == "cpu":
+        if not all(all(map(_IS_CPU, ts)) for ts in lists):
+            return None
+    elif any(set(map(_DEVICE, ts)) != {device} for ts in lists):
+        return None
+    shapes = list(map(_SHAPE, params))
+    if shapes != list(map(_SHAPE, grads)) or shapes != list(map(_SHAPE, exp_avgs)):
+        return None
+    return device, dtype
+
+
+_PLAIN_SET = frozenset(_PLAIN)
+_DTYPE = operator.attrgetter("dtype")
+_DEVICE = operator.attrgetter("device")
+_IS_CPU = operator.attrgetter("is_cpu")
+_SHAPE = operator.attrgetter("shape")
+
+
+def _default_to_foreach() -> bool:
+    """The blocked foreach kernel is the faster one for every workload measured (see docs/lion.md)."""
+    return not is_scripting()
+
+
+def lion(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    maximize: bool = False,
+    foreach: bool | None = None,
+    *,
+    beta1: float,
+    beta2: float,
+    lr: LrT,
+    weight_decay: float,
+    caution: bool,
+    fused: bool | None = None,
+) -> None:
+    """Functional Lion: update ``params`` and ``exp_avgs`` in place (see :mod:`.reference` for the math).
+
+    Args:
+        params: Parameters to update.
+        grads: Their gradients, dense, in the same order.
+        exp_avgs: Their momentum buffers.
+        maximize: Maximize the objective instead of minimizing it.
+        foreach: True: blocked foreach kernel; False: single-tensor kernel; None (with ``fused`` None): on CPU the C
+            kernel where it applies and builds, else the blocked foreach kernel.
+        beta1: Interpolation weight of the update direction, in [0, 1).
+        beta2: Decay of the momentum, in [0, 1).
+        lr: Learning rate, a finite number >= 0 or a 1-element tensor.
+        weight_decay: Decoupled weight decay coefficient, finite and >= 0.
+        caution: Mask out the update where its sign disagrees with the gradient, rescaled by the mask's mean.
+        fused: True: :func:`_fused_lion` (the C or the compiled kernel); False: never a compiled kernel.
+            Exclusive with ``foreach``.
+
+    Raises:
+        ValueError: On a bad hyperparameter, mismatched list lengths, or ``foreach`` and ``fused`` both True.
+        RuntimeError: On a sparse gradient, or ``foreach=True`` under TorchScript.
+    """
+    if not len(params) == len(grads) == len(exp_avgs):
+        raise ValueError(
+            f"lion: params, grads and exp_avgs must have the same length, got {len(params)}, {len(grads)} and "
+            f"{len(exp_avgs)}"
+        )
+    if fused and foreach:
+        raise KernelChoiceError("lion: foreach and fused cannot both be True; choose one")
+    if not torch.compiler.is_compiling():
+        _check_lr(lr)
+        _check_betas((beta1, beta2))
+        _check_weight_decay(weight_decay)
+    _check_sparse(grads)
+    _dispatch(
+        params,
+        grads,
+        exp_avgs,
+        maximize=maximize,
+        foreach=foreach,
+        fused=fused,
+        beta1=beta1,
+        beta2=beta2,
+        lr=lr,
+        weight_decay=weight_decay,
+        caution=caution,
+    )
+
+
+def _dispatch(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    maximize: bool,
+    foreach: bool | None,
+    fused: bool | None,
+    beta1: float,
+    beta2: float,
+    lr: LrT,
+    weight_decay: float,
+    caution: bool,
+) -> None:
+    """Run the kernel ``fused`` / ``foreach`` select, on inputs the caller has already validated."""
+    hyper: dict[str, Any] = {
+        "beta1": beta1,
+        "beta2": beta2,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "caution": caution,
+        "maximize": maximize,
+    }
+    if fused:
+        _fused_lion(params, grads, exp_avgs, **hyper)
+        return
+    default = foreach is None and fused is None
+    if (
+        default
+        and not torch.compiler.is_compiling()
+        and not is_scripting()
+        and _native_cpu_lion(params, grads, exp_avgs, hyper)
+    ):
+        return
+    if foreach is None:
+        foreach = _default_to_foreach()
+    if foreach and is_scripting():
+        raise RuntimeError("lion: torch.jit.script does not support foreach optimizers; pass foreach=False")
+    kernel = _multi_tensor_lion if foreach else _single_tensor_lion
+    kernel(params, grads, exp_avgs, **hyper)
+
+
+def _fused_lion(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    *,
+    beta1: float,
+    beta2: float,
+    lr: float | Tensor,
+    weight_decay: float,
+    caution: bool,
+    maximize: bool,
+) -> None:
+    """Apply one Lion step to every ``(param, grad, exp_avg)`` triple in place with the fused kernel.
+
+    Args:
+        params: Parameters of one group (any devices and floating or complex dtypes, mixed).
+        grads: Their gradients (same shape, dtype and device as each param); never modified.
+        exp_avgs: Their momentum buffers (same shape, dtype and device as each param).
+        beta1: Interpolation factor of the update direction: ``u = sign(beta1 * m + (1 - beta1) * g)``.
+        beta2: Decay of the momentum: ``m = beta2 * m + (1 - beta2) * g``.
+        lr: Learning rate, a float or a 1-element tensor (a new value never recompiles).
+        weight_decay: Decoupled weight decay: ``p *= 1 - lr * weight_decay``.
+        caution: Zero the update where it disagrees in sign with the gradient and rescale the rest.
+        maximize: Ascend instead of descend.
+
+    Raises:
+        ValueError: The lists differ in length, or a triple differs in shape, dtype or device.
+        FusedLionCompileError: The kernel cannot be compiled here (no compiler, dynamo disabled, ...).
+    """
+    if not len(params) == len(grads) == len(exp_avgs):
+        raise ValueError(
+            f"fused Lion: params, grads and exp_avgs must have one entry per parameter, got "
+            f"{len(params)}, {len(grads)} and {len(exp_avgs)}"
+        )
+    if not params:
+        return
+    hyper: dict[str, Any] = {
+        "beta1": beta1,
+        "beta2": beta2,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "caution": caution,
+        "maximize": maximize,
+    }
+    with torch.no_grad():
+        if torch.compiler.is_compiling():
+            # Traced into the caller's compiled graph, whose compiler fuses it: the reference kernel as it is.
+            _single_tensor_lion(params, grads, exp_avgs, **hyper)
+            return
+        uniform = _uniform_contiguous(params, grads, exp_avgs)
+        if uniform is None:
+            _general_fused_lion(params, grads, exp_avgs, hyper)
+            return
+        device, dtype = uniform
+        numels = list(map(Tensor.numel, params))
+        kernel = _get_kernel(device, dtype, caution)
+        limit = kernel.max_numel
+        if min(numels) > 1 and max(numels) <= limit:
+            kernel.call(params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, device))
+            return
+        # 0-size tensors have nothing to update; single elements (a size-1 slot would specialise the compiled graph)
+        # and tensors past the kernel's limit (the inductor kernel's int32 caution count) take the reference kernel.
+        big = [i for i, n in enumerate(numels) if 1 < n <= limit]
+        one = [i for i, n in enumerate(numels) if n == 1 or n > limit]
+        if big:
+            _call_some(kernel, big, params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, device))
+        if one:
+            _single_tensor_lion([params[i] for i in one], [grads[i] for i in one], [exp_avgs[i] for i in one], **hyper)
+
+
+def _general_fused_lion(
+    params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], hyper: dict[str, Any]
+) -> None:
+    """The fused step of lists that mix devices, dtypes, layouts or tensor subclasses, or hold a bad triple."""
+    device0, dtype0 = params[0].device, params[0].dtype
+    if all(p.dtype is dtype0 for p in params) and all(p.device == device0 for p in params):
+        groups: Any = {(device0, dtype0): ((params, grads, exp_avgs), range(len(params)))}
+    else:
+        tensor_lists: list[list[Tensor | None]] = [list(params), list(grads), list(exp_avgs)]
+        groups = torch._C._group_tensors_by_device_and_dtype(tensor_lists, True)
+    # Validate everything before the first group is updated: nothing is half-applied.
+    plans = []
+    rest: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
+    for (device, dtype), ((ps, gs, ms), indices) in groups.items():
+        if not (dtype.is_floating_point or dtype.is_complex):
+            raise ValueError(f"fused Lion: parameter {indices[0]} has dtype {dtype}; Lion needs floating params")
+        flat_p: list[Tensor] = []
+        flat_g: list[Tensor] = []
+        flat_m: list[Tensor] = []
+        numels: list[int] = []
+        originals: list[tuple[Tensor, Tensor, Tensor]] = []
+        for i, p_, g_, m_ in zip(indices, ps, gs, ms, strict=True):
+            assert p_ is not None and g_ is not None and m_ is not None
+            p, g, m = p_, g_, m_
+            shape = p.shape
+            if (
+                g.shape != shape
+                or m.shape != shape
+                or g.dtype is not dtype
+                or m.dtype is not dtype
+                or g.device != device
+                or m.device != device
+            ):
+                raise _mismatch(i, p, g, m)
+            n = p.numel() * (2 if dtype.is_complex else 1)
+            if type(p) not in _PLAIN or type(g) not in _PLAIN or type(m) not in _PLAIN or n == 1:
+                # Subclasses (e.g. DTensor) are not flattened into a kernel written for plain storage; a single
+                # element would specialise the compiled graph.
+                rest[0].append(p_)
+                rest[1].append(g_)
+                rest[2].append(m_)
+                continue
+            if n == 0:
+                continue
+            if dtype.is_complex:
+                p, g, m = torch.view_as_real(p), torch.view_as_real(g), torch.view_as_real(m)
+            if (p.is_contiguous() and g.is_contiguous() and m.is_contiguous()) or _same_dense_layout(p, g, m):
+                flat_p.append(p)
+                flat_g.append(g)
+                flat_m.append(m)
+                numels.append(n)
+                originals.append((p_, g_, m_))
+            else:
+                rest[0].append(p_)
+                rest[1].append(g_)
+                rest[2].append(m_)
+        if not flat_p:
+            continue  # e.g. only DTensors: no kernel is built for nothing
+        kernel = _get_kernel(device, _real_dtype(dtype), hyper["caution"])
+        if max(numels) > kernel.max_numel:  # see _CAUTION_MAX_NUMEL: the reference kernel takes those
+            keep = [j for j, n in enumerate(numels) if n <= kernel.max_numel]
+            for j, n in enumerate(numels):
+                if n > kernel.max_numel:
+                    for target, tensor in zip(rest, originals[j], strict=True):
+                        target.append(tensor)
+            flat_p, flat_g, flat_m = ([xs[j] for j in keep] for xs in (flat_p, flat_g, flat_m))
+            numels = [numels[j] for j in keep]
+        plans.append((kernel, device, _real_dtype(dtype), flat_p, flat_g, flat_m, numels))
+    for kernel, device, dtype, flat_p, flat_g, flat_m, numels in plans:
+        kernel.call(flat_p, flat_g, flat_m, numels, kernel.scalars(hyper, dtype, device))
+    if rest[0]:
+        _single_tensor_lion(*rest, **hyper)
