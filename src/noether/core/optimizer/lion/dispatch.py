@@ -4,8 +4,9 @@ Kernels (each in a module of its own, all computing the update rule of :mod:`.re
 
 * :func:`.reference._single_tensor_lion` for ``foreach=False``, and for whatever no other kernel takes.
 * :func:`.foreach_kernel._multi_tensor_lion` for ``foreach=True``.
-* ``fused=True`` (:func:`_fused_lion`): on CPU the C kernel (:mod:`.cpu_kernel`) for float32, float64 and bfloat16,
-  the compiled kernel (:mod:`.compiled_kernel`) for everything else.
+* ``fused=True`` (:func:`_fused_lion`): on CPU the C kernel (:mod:`.cpu_kernel`) for float32, float64 and bfloat16;
+  on CUDA the Triton kernel (:mod:`.triton_kernel`) for float32, bfloat16 and float16 where Triton is installed; the
+  compiled kernel (:mod:`.compiled_kernel`) for everything else.
 * The default (``foreach`` and ``fused`` both None): on CPU, :func:`_native_cpu_lion` runs the C kernel where it
   applies (plain contiguous float32/float64/bfloat16 tensors of one dtype, and a C compiler to build it once per
   machine); everything else takes the blocked foreach kernel. Same bits either way.
@@ -32,6 +33,7 @@ from noether.core.optimizer.lion.compiled_kernel import FusedLionCompileError, _
 from noether.core.optimizer.lion.cpu_kernel import C_DTYPES, CpuKernelBuildError, CpuLionKernel
 from noether.core.optimizer.lion.foreach_kernel import _multi_tensor_lion
 from noether.core.optimizer.lion.reference import _PLAIN, LrT, _single_tensor_lion
+from noether.core.optimizer.lion.triton_kernel import TRITON_AVAILABLE, TRITON_DTYPES, TritonLionKernel
 from noether.core.optimizer.lion.validation import (
     KernelChoiceError,
     _check_betas,
@@ -59,6 +61,10 @@ class _Kernel(Protocol):
 _CPU_KERNEL = os.environ.get("NOETHER_FUSED_LION_CPU", "c")
 """Which kernel ``fused=True`` uses for CPU tensors: ``"c"`` (:mod:`.cpu_kernel`, the default) or ``"inductor"``."""
 
+_CUDA_KERNEL = os.environ.get("NOETHER_FUSED_LION_CUDA", "triton")
+"""Which kernel ``fused=True`` uses for CUDA tensors of the dtypes in ``TRITON_DTYPES``: ``"triton"``
+(:mod:`.triton_kernel`, the default where Triton is installed) or ``"inductor"`` (:mod:`.compiled_kernel`)."""
+
 _KERNELS: dict[tuple[torch.device, torch.dtype, bool, str], _Kernel] = {}
 _KERNELS_LOCK = threading.Lock()
 _WARNED: set[str] = set()
@@ -69,13 +75,22 @@ def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _Ker
 
     CPU tensors of the dtypes in ``C_DTYPES`` get the C kernel of :mod:`.cpu_kernel` unless
     ``NOETHER_FUSED_LION_CPU=inductor``; where it cannot be built (no C compiler, or its self-check fails) they get the
-    inductor kernel, with a warning. Other dtypes and devices get the inductor kernel (Triton on CUDA). On CPU, unless
-    ``NOETHER_FUSED_LION_CPU=inductor`` asked for inductor by name, a machine where that cannot compile either (no
-    C++ compiler) gets the blocked foreach kernel, with a warning: same bits, never an error for a missing compiler.
+    inductor kernel, with a warning. CUDA tensors of the dtypes in ``TRITON_DTYPES`` get the Triton kernel where
+    Triton is installed, unless ``NOETHER_FUSED_LION_CUDA=inductor``. Other dtypes and devices get the inductor kernel.
+    On CPU, unless ``NOETHER_FUSED_LION_CPU=inductor`` asked for inductor by name, a machine where that cannot compile
+    either (no C++ compiler) gets the blocked foreach kernel, with a warning: same bits, never an error for a missing
+    compiler.
     """
-    backend = _CPU_KERNEL if device.type == "cpu" else "inductor"
-    if backend == "c":
-        backend = "c" if dtype in C_DTYPES else "inductor"
+    if device.type == "cpu":
+        backend = _CPU_KERNEL
+        if backend == "c":
+            backend = "c" if dtype in C_DTYPES else "inductor"
+    elif device.type == "cuda":
+        backend = _CUDA_KERNEL
+        if backend == "triton":
+            backend = "triton" if TRITON_AVAILABLE and dtype in TRITON_DTYPES else "inductor"
+    else:
+        backend = "inductor"
     key = (device, dtype, caution, backend)
     kernel = _KERNELS.get(key)
     if kernel is None:
@@ -93,8 +108,12 @@ def _build_kernel(device: torch.device, dtype: torch.dtype, caution: bool, backe
             return CpuLionKernel(dtype, caution)
         except CpuKernelBuildError as exc:
             _warn_once(f"fused Lion: using the inductor kernel on CPU: {exc}")
+    elif backend == "triton":
+        return TritonLionKernel(dtype, caution)
     elif backend != "inductor":
-        raise ValueError(f"NOETHER_FUSED_LION_CPU={backend!r}; expected 'c' or 'inductor'")
+        variable = "NOETHER_FUSED_LION_CPU" if device.type == "cpu" else "NOETHER_FUSED_LION_CUDA"
+        allowed = "'c' or 'inductor'" if device.type == "cpu" else "'triton' or 'inductor'"
+        raise ValueError(f"{variable}={backend!r}; expected {allowed}")
     if device.type == "cpu" and _CPU_KERNEL == "c":
         # Nobody asked for inductor by name: a machine without a working compiler (inductor needs a C++ compiler on
         # CPU) still steps, with the blocked foreach kernel, which gives the same bits.
@@ -289,7 +308,11 @@ _SHAPE = operator.attrgetter("shape")
 
 
 def _default_to_foreach() -> bool:
-    """The blocked foreach kernel is the faster one for every workload measured (see docs/lion.md)."""
+    """The blocked foreach kernel is the faster one for every workload measured (see docs/lion.md).
+
+    On CUDA too: the Triton kernel serves ``fused=True`` only, and stays off the default path until
+    ``benchmarks/bench_lion_gpu.py`` measures it faster than the foreach kernel there (no GPU has run it yet).
+    """
     return not is_scripting()
 
 
