@@ -200,6 +200,9 @@ def resolve_kind(kind: str, base: type[Any], key: str, source: str) -> type[Any]
         raise ConfigError(f"{source}: {key} {message}.{_kind_suggestion(kind, base)}") from None
 
 
+_MODIFIER_EXAMPLE = "noether.core.optimizer.param_group_modifiers.WeightDecayByNameModifier"
+
+
 def _validated(data: Any, source: str) -> OptimizerConfig:
     try:
         return OptimizerConfig.model_validate(data)
@@ -236,7 +239,11 @@ def load_optimizer_config(path: str | Path, data: dict[str, Any] | None = None) 
         message = str(error).removeprefix(f"{name}: ")
         raise ConfigError(f"{source}: {name} does not accept the config's arguments: {message}") from None
     for index, modifier in enumerate(config.param_group_modifiers_config or []):
-        resolve_kind(modifier.kind, ParamGroupModifierBase, f"param_group_modifiers_config[{index}].kind", source)
+        field = f"param_group_modifiers_config[{index}].kind"
+        if modifier.kind is None:
+            # A config may leave a modifier's kind out (as the original allows); building from a file needs it.
+            raise ConfigError(f"{source}: {field}: missing; name the modifier class, e.g. 'kind: {_MODIFIER_EXAMPLE}'")
+        resolve_kind(modifier.kind, ParamGroupModifierBase, field, source)
     return config
 
 
@@ -278,6 +285,8 @@ def check_modifier_names(config: OptimizerConfig, model: torch.nn.Module, source
     names = [name for name, _ in model.named_parameters()]
     normalized = [normalize_param_name(name) for name in names]
     for index, modifier in enumerate(config.param_group_modifiers_config or []):
+        if modifier.kind is None or modifier.name is None:
+            continue  # load_optimizer_config requires a kind; a modifier without a name matches on its own terms
         modifier_class = class_constructor_from_class_path(modifier.kind, base=ParamGroupModifierBase)  # type: ignore[type-abstract]
         if not issubclass(modifier_class, ByNameModifierBase):
             continue  # other modifiers match on their own terms; the wrapper reports them

@@ -230,3 +230,18 @@ def test_schedule_png_of_an_optimizer_config_is_the_file_named(
 )  # fmt: skip
 def test_table_steps_are_round(steps: int, rows: int, expected: list[int]) -> None:
     assert cli._table_steps(steps, rows) == expected
+
+
+def test_a_modifier_without_kind_in_a_file_exits_3_naming_the_entry(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A modifier config may omit its kind in code (as in the original), but a config file must name the class.
+    config = _write(
+        tmp_path,
+        "nokind.yaml",
+        "kind: torch.optim.AdamW\nlr: 1.0e-3\nparam_group_modifiers_config:\n  - name: bias\n    value: 0.0\n",
+    )
+    assert cli.main(["schedule", str(config), "--steps", "10"]) == cli.EXIT_BAD_CONFIG
+    err = capsys.readouterr().err
+    assert "param_group_modifiers_config[0].kind: missing" in err
+    assert "WeightDecayByNameModifier" in err
