@@ -5,17 +5,32 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from noether.core.optimizer.lion.dispatch import _dispatch
+from noether.core.optimizer.lion.dispatch import DispatchCache, _dispatch
 from noether.core.optimizer.lion.reference import LrT
 from noether.core.optimizer.lion.validation import _check_group_options, _check_sparse
 
 __all__ = ["Lion"]
+
+
+_GRAD = operator.attrgetter("grad")
+_EXP_AVG = operator.itemgetter("exp_avg")
+
+
+def _with_grads(group_params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """The parameters that have a gradient, and their gradients (list-wide C-level passes, no per-tensor Python)."""
+    grads = list(map(_GRAD, group_params))
+    if not any(map(operator.is_, grads, itertools.repeat(None))):
+        return list(group_params), grads
+    keep = [i for i, g in enumerate(grads) if g is not None]
+    return [group_params[i] for i in keep], [grads[i] for i in keep]
 
 
 def _storage_ptr(t: Tensor) -> int:
@@ -74,6 +89,8 @@ class Lion(Optimizer):
         }
         _check_group_options(defaults)
         super().__init__(params, defaults)
+        self._dispatch_caches: list[DispatchCache] = []
+        """One per parameter group: the dispatcher's decision of which kernel serves it, kept between steps."""
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Validate the group (its hyperparameters and parameter dtypes) before adding it; see the base class."""
@@ -99,6 +116,7 @@ class Lion(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._dispatch_caches = []  # not pickled (torch pickles defaults, state and groups): decided again
         for group in self.param_groups:
             group.setdefault("caution", False)
             group.setdefault("maximize", False)
@@ -132,19 +150,44 @@ class Lion(Optimizer):
             for key, value in param_state.items():
                 if isinstance(value, Tensor) and (value.numel() == 0 or _storage_ptr(value) in given):
                     param_state[key] = value.clone(memory_format=torch.preserve_format)
+        for cache in self._dispatch_caches:  # new state tensors (and groups): every group is decided again
+            cache.clear()
 
     def _init_group(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
     ) -> None:
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            state = self.state[p]
-            if len(state) == 0:
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            params.append(p)
-            grads.append(p.grad)
-            exp_avgs.append(state["exp_avg"])
+        """Append the group's parameters that have a gradient, their gradients and their ``exp_avg`` to the lists.
+
+        A parameter's first step creates its ``exp_avg`` (zeros). Eager steps take list-wide passes (no Python loop over
+        thousands of tensors); a traced step takes a plain loop, on whose state lookups ``torch.compile`` guards per
+        parameter (list-wide passes would make it guard on the whole state dict, and recompile once state exists).
+        """
+        if torch.compiler.is_compiling():
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if len(state) == 0:
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                params.append(p)
+                grads.append(p.grad)
+                exp_avgs.append(state["exp_avg"])
+            return
+        with_grad, their_grads = _with_grads(group["params"])
+        states = list(map(self.state.__getitem__, with_grad))
+        if not all(states):  # an empty dict: a parameter's first step
+            for p, state in zip(with_grad, states, strict=True):
+                if len(state) == 0:
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        params.extend(with_grad)
+        grads.extend(their_grads)
+        exp_avgs.extend(map(_EXP_AVG, states))
+
+    def _group_caches(self) -> list[DispatchCache]:
+        caches = self._dispatch_caches
+        while len(caches) < len(self.param_groups):  # groups added since (add_param_group)
+            caches.append(DispatchCache())
+        return caches
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
@@ -165,10 +208,16 @@ class Lion(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         # Validate everything first, so an error leaves params and state untouched.
+        compiling = torch.compiler.is_compiling()
         for index, group in enumerate(self.param_groups):
             _check_group_options(group, f" (param group {index})")
-            _check_sparse(p.grad for p in group["params"] if p.grad is not None)
-        for group in self.param_groups:
+            if compiling:  # traced as one graph, in the form torch.compile knows (a graph break here recompiles)
+                _check_sparse(p.grad for p in group["params"] if p.grad is not None)
+            else:
+                _check_sparse([g for g in map(_GRAD, group["params"]) if g is not None])
+        # A traced step never runs the C kernel (the caller's compiler fuses the reference): it needs no decisions.
+        caches: list[DispatchCache | None] = [None] * len(self.param_groups) if compiling else [*self._group_caches()]
+        for group, cache in zip(self.param_groups, caches, strict=False):
             params: list[Tensor] = []
             grads: list[Tensor] = []
             exp_avgs: list[Tensor] = []
@@ -187,5 +236,6 @@ class Lion(Optimizer):
                 weight_decay=group["weight_decay"],
                 caution=group["caution"],
                 fused=group["fused"],
+                cache=cache,
             )
         return loss
