@@ -158,30 +158,56 @@ class Lion(Optimizer):
     ) -> None:
         """Append the group's parameters that have a gradient, their gradients and their ``exp_avg`` to the lists.
 
-        A parameter's first step creates its ``exp_avg`` (zeros). Eager steps take list-wide passes (no Python loop over
-        thousands of tensors); a traced step takes a plain loop, on whose state lookups ``torch.compile`` guards per
-        parameter (list-wide passes would make it guard on the whole state dict, and recompile once state exists).
+        The traced step's form (torch's name and signature: ``torch.compile`` guards on the state lookups of this plain
+        loop per parameter); an eager step takes :func:`_with_grads` and :meth:`_momenta` instead.
         """
-        if torch.compiler.is_compiling():
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if len(state) == 0:
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                params.append(p)
-                grads.append(p.grad)
-                exp_avgs.append(state["exp_avg"])
-            return
-        with_grad, their_grads = _with_grads(group["params"])
-        states = list(map(self.state.__getitem__, with_grad))
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if len(state) == 0:
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            params.append(p)
+            grads.append(p.grad)
+            exp_avgs.append(state["exp_avg"])
+
+    def _momenta(self, params: list[Tensor]) -> list[Tensor]:
+        """The ``exp_avg`` of each parameter (created, zeros, at its first step), in list-wide passes."""
+        states = list(map(self.state.__getitem__, params))
         if not all(states):  # an empty dict: a parameter's first step
-            for p, state in zip(with_grad, states, strict=True):
+            for p, state in zip(params, states, strict=True):
                 if len(state) == 0:
                     state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        params.extend(with_grad)
-        grads.extend(their_grads)
-        exp_avgs.extend(map(_EXP_AVG, states))
+        return list(map(_EXP_AVG, states))
+
+    def _traced_step(self) -> None:
+        """The step as ``torch.compile`` traces it: plain loops in the form it guards on without recompiling.
+
+        A traced step never runs the C kernel (the caller's compiler fuses the reference kernel), so it needs no
+        dispatch decisions.
+        """
+        for index, group in enumerate(self.param_groups):
+            _check_group_options(group, f" (param group {index})")
+            _check_sparse(p.grad for p in group["params"] if p.grad is not None)
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            exp_avgs: list[Tensor] = []
+            self._init_group(group, params, grads, exp_avgs)
+            beta1, beta2 = group["betas"]
+            _dispatch(
+                params,
+                grads,
+                exp_avgs,
+                maximize=group["maximize"],
+                foreach=group["foreach"],
+                beta1=beta1,
+                beta2=beta2,
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+                caution=group["caution"],
+                fused=group["fused"],
+            )
 
     def _group_caches(self) -> list[DispatchCache]:
         caches = self._dispatch_caches
@@ -207,21 +233,18 @@ class Lion(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if torch.compiler.is_compiling():
+            self._traced_step()
+            return loss
         # Validate everything first, so an error leaves params and state untouched.
-        compiling = torch.compiler.is_compiling()
+        with_grads = []
         for index, group in enumerate(self.param_groups):
             _check_group_options(group, f" (param group {index})")
-            if compiling:  # traced as one graph, in the form torch.compile knows (a graph break here recompiles)
-                _check_sparse(p.grad for p in group["params"] if p.grad is not None)
-            else:
-                _check_sparse([g for g in map(_GRAD, group["params"]) if g is not None])
-        # A traced step never runs the C kernel (the caller's compiler fuses the reference): it needs no decisions.
-        caches: list[DispatchCache | None] = [None] * len(self.param_groups) if compiling else [*self._group_caches()]
-        for group, cache in zip(self.param_groups, caches, strict=False):
-            params: list[Tensor] = []
-            grads: list[Tensor] = []
-            exp_avgs: list[Tensor] = []
-            self._init_group(group, params, grads, exp_avgs)
+            params, grads = _with_grads(group["params"])
+            _check_sparse(grads)
+            with_grads.append((params, grads))
+        for group, (params, grads), cache in zip(self.param_groups, with_grads, self._group_caches(), strict=False):
+            exp_avgs = self._momenta(params)
             beta1, beta2 = group["betas"]
             # Validated above for every group at once; the functional lion() would check it all again.
             _dispatch(
