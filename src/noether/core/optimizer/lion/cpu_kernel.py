@@ -29,6 +29,7 @@ single-tensor kernel on exact data for every dtype right after loading.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import sys
 from collections.abc import Sequence
@@ -40,7 +41,7 @@ from torch import Tensor
 from noether.core.optimizer.lion.cpu_build import _DTYPES, C_DTYPES, CpuKernelBuildError, _library
 from noether.core.optimizer.lion.reference import _single_tensor_lion
 
-__all__ = ["C_DTYPES", "CpuKernelBuildError", "CpuLionKernel"]
+__all__ = ["C_DTYPES", "CpuKernelBuildError", "CpuLionKernel", "pointers", "sizes_array"]
 
 _BIG = 1 << 18
 """Tensors with at least this many elements are split between threads; smaller ones go to one thread whole."""
@@ -49,6 +50,16 @@ _BIG = 1 << 18
 def _rounded(value: float, dtype: torch.dtype) -> float:
     """``value`` (a float64) rounded to ``dtype`` as torch's ``.to(dtype)`` rounds it."""
     return float(torch.tensor(value, dtype=torch.float64).to(dtype).item())
+
+
+def pointers(tensors: Sequence[Tensor]) -> array.array[int]:
+    """The data pointers of ``tensors`` as a C array of 64-bit addresses (``array`` builds it faster than ctypes)."""
+    return array.array("Q", map(Tensor.data_ptr, tensors))
+
+
+def sizes_array(numels: Sequence[int]) -> array.array[int]:
+    """Element counts as a C array of int64."""
+    return array.array("q", numels)
 
 
 class CpuLionKernel:
@@ -60,6 +71,8 @@ class CpuLionKernel:
     def __init__(self, dtype: torch.dtype, caution: bool) -> None:
         if dtype not in _DTYPES:
             raise CpuKernelBuildError(f"no C kernel for {dtype}")
+        if ctypes.sizeof(ctypes.c_void_p) != array.array("Q").itemsize:
+            raise CpuKernelBuildError("the C kernel's pointer arrays need 64-bit pointers")
         self.dtype = dtype
         self.caution = caution
         self._function = getattr(_library(), f"lion_{_DTYPES[dtype]}")
@@ -107,13 +120,30 @@ class CpuLionKernel:
         n = len(ps)
         if n == 0:
             return
-        arrays = [(ctypes.c_void_p * n)(*map(Tensor.data_ptr, ts)) for ts in (ps, gs, ms)]
-        sizes = (ctypes.c_int64 * n)(*numels)
+        arrays = [pointers(ts) for ts in (ps, gs, ms)]
+        self.call_arrays(n, arrays[0], arrays[1], arrays[2], sizes_array(numels), scalars)
+
+    def call_arrays(
+        self,
+        n: int,
+        ps: array.array[int],
+        gs: array.array[int],
+        ms: array.array[int],
+        numels: array.array[int],
+        scalars: tuple[float, ...],
+    ) -> None:
+        """:meth:`call` on prepared arrays (:func:`pointers`, :func:`sizes_array`) of ``n`` triples.
+
+        A caller that updates the same tensors step after step keeps the arrays of the params and momenta and builds
+        only the gradients' one.
+        """
         lr64, decay, w1, w2, step, maximize = scalars
         self._function(
             n,
-            *arrays,
-            sizes,
+            ps.buffer_info()[0],
+            gs.buffer_info()[0],
+            ms.buffer_info()[0],
+            numels.buffer_info()[0],
             lr64,
             decay,
             w1,

@@ -16,6 +16,8 @@ Kernel objects are built on first use and kept per process in ``_KERNELS``.
 
 from __future__ import annotations
 
+import array
+import itertools
 import logging
 import operator
 import os
@@ -30,7 +32,7 @@ from torch import Tensor
 from torch._jit_internal import is_scripting
 
 from noether.core.optimizer.lion.compiled_kernel import FusedLionCompileError, _ChunkKernel
-from noether.core.optimizer.lion.cpu_kernel import C_DTYPES, CpuKernelBuildError, CpuLionKernel
+from noether.core.optimizer.lion.cpu_kernel import C_DTYPES, CpuKernelBuildError, CpuLionKernel, pointers, sizes_array
 from noether.core.optimizer.lion.foreach_kernel import _multi_tensor_lion
 from noether.core.optimizer.lion.reference import _PLAIN, LrT, _single_tensor_lion
 from noether.core.optimizer.lion.triton_kernel import TRITON_AVAILABLE, TRITON_DTYPES, TritonLionKernel
@@ -42,7 +44,7 @@ from noether.core.optimizer.lion.validation import (
     _check_weight_decay,
 )
 
-__all__ = ["lion"]
+__all__ = ["DispatchCache", "lion"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,38 +172,121 @@ _NATIVE_UNAVAILABLE: dict[tuple[torch.dtype, bool], str] = {}
 """Why the C kernel could not be built, per (dtype, caution): the default path does not try again in this process."""
 
 
-def _native_kernel(dtype: torch.dtype, caution: bool) -> _Kernel | None:
+def _native_kernel(dtype: torch.dtype, caution: bool) -> CpuLionKernel | None:
     """The C kernel for the default path, or None where it cannot be built (then the caller runs the foreach kernel).
 
     Unlike ``fused=True`` nobody asked for compiled code here, so a failure is logged (once), not warned about.
     """
     key = (torch.device("cpu"), dtype, caution, "c")
     kernel = _KERNELS.get(key)
-    if kernel is not None or (dtype, caution) in _NATIVE_UNAVAILABLE:
-        return kernel
-    with _KERNELS_LOCK:
-        kernel = _KERNELS.get(key)
-        if kernel is None and (dtype, caution) not in _NATIVE_UNAVAILABLE:
-            try:
-                kernel = _KERNELS[key] = CpuLionKernel(dtype, caution)
-            except CpuKernelBuildError as exc:
-                _NATIVE_UNAVAILABLE[(dtype, caution)] = str(exc)
-                logger.info("Lion: the C kernel is unavailable (%s); the default path uses foreach kernels", exc)
-    return kernel
+    if kernel is None and (dtype, caution) not in _NATIVE_UNAVAILABLE:
+        with _KERNELS_LOCK:
+            kernel = _KERNELS.get(key)
+            if kernel is None and (dtype, caution) not in _NATIVE_UNAVAILABLE:
+                try:
+                    kernel = _KERNELS[key] = CpuLionKernel(dtype, caution)
+                except CpuKernelBuildError as exc:
+                    _NATIVE_UNAVAILABLE[(dtype, caution)] = str(exc)
+                    logger.info("Lion: the C kernel is unavailable (%s); the default path uses foreach kernels", exc)
+    # Only the C kernel is ever stored under a "c" key.
+    return kernel if isinstance(kernel, CpuLionKernel) else None
 
 
-def _native_cpu_lion(params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], hyper: dict[str, Any]) -> bool:
+class _NativePlan:
+    """The decision "the C kernel takes this group's lists whole", with the signature under which it holds."""
+
+    __slots__ = ("dtype", "exp_avgs", "m_pointers", "m_ptrs", "nbytes", "numels", "p_pointers", "p_ptrs", "params")
+
+    def __init__(self, params: list[Tensor], exp_avgs: list[Tensor], dtype: torch.dtype, numels: list[int]) -> None:
+        # Holding the tensors keeps their ids and storages from being reused by others while the plan lives.
+        self.params, self.exp_avgs, self.dtype = params, exp_avgs, dtype
+        self.p_ptrs = list(map(Tensor.data_ptr, params))
+        self.m_ptrs = list(map(Tensor.data_ptr, exp_avgs))
+        self.nbytes = list(map(_NBYTES, params))
+        self.p_pointers, self.m_pointers = array.array("Q", self.p_ptrs), array.array("Q", self.m_ptrs)
+        self.numels = sizes_array(numels)
+
+    def holds(self, params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]) -> bool:
+        """Whether the decision still holds for these lists: cheap list-wide checks, no Python loop per tensor."""
+        nbytes = self.nbytes
+        return (
+            len(params) == len(self.params)
+            and all(map(operator.is_, params, self.params))
+            and all(map(operator.is_, exp_avgs, self.exp_avgs))
+            and list(map(Tensor.data_ptr, params)) == self.p_ptrs
+            and list(map(Tensor.data_ptr, exp_avgs)) == self.m_ptrs
+            and list(map(_NBYTES, params)) == nbytes
+            and list(map(_NBYTES, exp_avgs)) == nbytes
+            and all(map(Tensor.is_contiguous, params))
+            and all(map(Tensor.is_contiguous, exp_avgs))
+            and _PLAIN_SET.issuperset(map(type, grads))
+            and all(map(Tensor.is_contiguous, grads))
+            and all(map(_IS_CPU, grads))
+            and all(map(operator.is_, map(_DTYPE, grads), itertools.repeat(self.dtype)))
+            and list(map(_NBYTES, grads)) == nbytes
+        )
+
+
+class DispatchCache:
+    """The dispatcher's decision for one parameter group, kept between steps; the optimizer holds one per group.
+
+    Deciding which kernel serves a group means looking at every tensor's type, dtype, device, shape and layout: on a
+    model of thousands of small tensors that costs more than the update itself. So the decision is kept together with
+    a signature that is cheap to check at every step (a few C-level passes over each list) and fails whenever the
+    decision could have changed:
+
+    * the same parameter and momentum tensors, in the same order (identity): a gradient that appears or disappears,
+      a replaced parameter, a new parameter group (it gets a cache of its own) and state replaced by
+      ``load_state_dict`` (which also clears the caches) or by hand all fail it;
+    * the same data pointers, byte sizes and contiguity of those tensors: ``p.data = ...`` (new storage, dtype or
+      shape) and in-place changes of layout fail it;
+    * the gradients, new tensors at every step, are checked at every step for type, contiguity, device, dtype and
+      byte size. Their shape is the parameter's: torch's ``.grad`` setter and autograd enforce it, and with the byte
+      size and dtype the element count the kernel reads is checked anyway.
+
+    While it holds, the kernel also reuses the pointer arrays of the parameters and momenta. A failed check decides
+    again from scratch, so the kernel that runs, and hence every bit, is the one the uncached path would choose.
+    """
+
+    __slots__ = ("_plan",)
+
+    def __init__(self) -> None:
+        self._plan: _NativePlan | None = None
+
+    def clear(self) -> None:
+        """Forget the decision (the next step decides again)."""
+        self._plan = None
+
+
+def _native_cpu_lion(
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    hyper: dict[str, Any],
+    cache: DispatchCache | None = None,
+) -> bool:
     """The default path's CPU step with the C kernel, if it applies; False (nothing done) if it does not.
 
     It applies to lists of plain contiguous CPU tensors of one dtype the C kernel has (float32, float64, bfloat16),
     unless ``NOETHER_LION_DEFAULT_CPU_KERNEL=foreach``, once the kernel builds (once per machine) and passes its
     self-check. The result is bit-identical to the foreach and single-tensor kernels, so the choice never shows in
-    the numbers. Callers keep traced and scripted code away from it.
+    the numbers. Callers keep traced and scripted code away from it. With a ``cache``, a decision taken at an earlier
+    step is reused while its signature holds (see :class:`DispatchCache`).
     """
     if _DEFAULT_CPU_KERNEL != "c":
         if _DEFAULT_CPU_KERNEL != "foreach":
             raise ValueError(f"NOETHER_LION_DEFAULT_CPU_KERNEL={_DEFAULT_CPU_KERNEL!r}; expected 'c' or 'foreach'")
         return False
+    plan = cache._plan if cache is not None else None
+    if plan is not None and plan.holds(params, grads, exp_avgs):
+        kernel = _native_kernel(plan.dtype, hyper["caution"])
+        if kernel is not None:
+            with torch.no_grad():
+                scalars = kernel.scalars(hyper, plan.dtype, params[0].device)
+                kernel.call_arrays(len(params), plan.p_pointers, pointers(grads), plan.m_pointers, plan.numels, scalars)
+            return True
+    if cache is not None:
+        cache._plan = None
     if not params or not params[0].is_cpu or params[0].dtype not in C_DTYPES:
         return False
     if _uniform_contiguous(params, grads, exp_avgs) is None:  # mixed dtypes, layouts, subclasses, bad triples, ...
@@ -214,7 +299,9 @@ def _native_cpu_lion(params: list[Tensor], grads: list[Tensor], exp_avgs: list[T
         numels = list(map(Tensor.numel, params))
         if min(numels) > 0:
             kernel.call(params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, params[0].device))
-        else:  # 0-size tensors have nothing to update (and no storage to point at)
+            if cache is not None:
+                cache._plan = _NativePlan(list(params), list(exp_avgs), dtype, numels)
+        else:  # 0-size tensors have nothing to update (and no storage to point at); such groups are not cached
             keep = [i for i, n in enumerate(numels) if n > 0]
             _call_some(kernel, keep, params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, params[0].device))
     return True
@@ -305,6 +392,7 @@ _DTYPE = operator.attrgetter("dtype")
 _DEVICE = operator.attrgetter("device")
 _IS_CPU = operator.attrgetter("is_cpu")
 _SHAPE = operator.attrgetter("shape")
+_NBYTES = operator.attrgetter("nbytes")
 
 
 def _default_to_foreach() -> bool:
@@ -391,8 +479,12 @@ def _dispatch(
     lr: LrT,
     weight_decay: float,
     caution: bool,
+    cache: DispatchCache | None = None,
 ) -> None:
-    """Run the kernel ``fused`` / ``foreach`` select, on inputs the caller has already validated."""
+    """Run the kernel ``fused`` / ``foreach`` select, on inputs the caller has already validated.
+
+    ``cache`` (one per parameter group, held by the caller) keeps the default path's decision between steps.
+    """
     hyper: dict[str, Any] = {
         "beta1": beta1,
         "beta2": beta2,
@@ -409,7 +501,7 @@ def _dispatch(
         default
         and not torch.compiler.is_compiling()
         and not is_scripting()
-        and _native_cpu_lion(params, grads, exp_avgs, hyper)
+        and _native_cpu_lion(params, grads, exp_avgs, hyper, cache)
     ):
         return
     if foreach is None:

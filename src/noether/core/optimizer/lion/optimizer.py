@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 import warnings
 from collections import OrderedDict
 from typing import Any
@@ -14,12 +16,25 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
-from noether.core.optimizer.lion.dispatch import _dispatch
+from noether.core.optimizer.lion.dispatch import DispatchCache, _dispatch
 from noether.core.optimizer.lion.reference import LrT
 from noether.core.optimizer.lion.state_checks import check_state_dict
 from noether.core.optimizer.lion.validation import _check_group_options, _check_sparse
 
 __all__ = ["Lion"]
+
+
+_GRAD = operator.attrgetter("grad")
+_EXP_AVG = operator.itemgetter("exp_avg")
+
+
+def _with_grads(group_params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """The parameters that have a gradient, and their gradients (list-wide C-level passes, no per-tensor Python)."""
+    grads = list(map(_GRAD, group_params))
+    if not any(map(operator.is_, grads, itertools.repeat(None))):
+        return list(group_params), grads
+    keep = [i for i, g in enumerate(grads) if g is not None]
+    return [group_params[i] for i in keep], [grads[i] for i in keep]
 
 
 def _storage_ptr(t: Tensor) -> int:
@@ -92,6 +107,8 @@ class Lion(Optimizer):
         }
         _check_group_options(defaults)
         super().__init__(params, defaults)
+        self._dispatch_caches: list[DispatchCache] = []
+        """One per parameter group: the dispatcher's decision of which kernel serves it, kept between steps."""
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Validate the group (hyperparameters, parameter dtypes, no parameter twice) before adding it.
@@ -164,6 +181,7 @@ class Lion(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._dispatch_caches = []  # not pickled (torch pickles defaults, state and groups): decided again
         for group in self.param_groups:
             group.setdefault("caution", False)
             group.setdefault("maximize", False)
@@ -211,12 +229,19 @@ class Lion(Optimizer):
                 if isinstance(value, Tensor) and (value.numel() == 0 or _storage_ptr(value) in given):
                     param_state[key] = value.clone(memory_format=torch.preserve_format)
         self._decay_warned = set()
+        for cache in self._dispatch_caches:  # new state tensors (and groups): every group is decided again
+            cache.clear()
         for post_hook in post_hooks.values():
             post_hook(self)
 
     def _init_group(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
     ) -> None:
+        """Append the group's parameters that have a gradient, their gradients and their ``exp_avg`` to the lists.
+
+        The traced step's form (torch's name and signature: ``torch.compile`` guards on the state lookups of this plain
+        loop per parameter); an eager step takes :func:`_with_grads` and :meth:`_momenta` instead.
+        """
         for p in group["params"]:
             if p.grad is None:
                 continue
@@ -226,6 +251,50 @@ class Lion(Optimizer):
             params.append(p)
             grads.append(p.grad)
             exp_avgs.append(state["exp_avg"])
+
+    def _momenta(self, params: list[Tensor]) -> list[Tensor]:
+        """The ``exp_avg`` of each parameter (created, zeros, at its first step), in list-wide passes."""
+        states = list(map(self.state.__getitem__, params))
+        if not all(states):  # an empty dict: a parameter's first step
+            for p, state in zip(params, states, strict=True):
+                if len(state) == 0:
+                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return list(map(_EXP_AVG, states))
+
+    def _traced_step(self) -> None:
+        """The step as ``torch.compile`` traces it: plain loops in the form it guards on without recompiling.
+
+        A traced step never runs the C kernel (the caller's compiler fuses the reference kernel), so it needs no
+        dispatch decisions.
+        """
+        for index, group in enumerate(self.param_groups):
+            _check_group_options(group, f" (param group {index})")
+            _check_sparse(p.grad for p in group["params"] if p.grad is not None)
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            exp_avgs: list[Tensor] = []
+            self._init_group(group, params, grads, exp_avgs)
+            beta1, beta2 = group["betas"]
+            _dispatch(
+                params,
+                grads,
+                exp_avgs,
+                maximize=group["maximize"],
+                foreach=group["foreach"],
+                beta1=beta1,
+                beta2=beta2,
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+                caution=group["caution"],
+                fused=group["fused"],
+            )
+
+    def _group_caches(self) -> list[DispatchCache]:
+        caches = self._dispatch_caches
+        while len(caches) < len(self.param_groups):  # groups added since (add_param_group)
+            caches.append(DispatchCache())
+        return caches
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
@@ -245,20 +314,22 @@ class Lion(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if torch.compiler.is_compiling():
+            self._traced_step()
+            return loss
         # Validate everything first, so an error leaves params and state untouched.
+        with_grads = []
         for index, group in enumerate(self.param_groups):
             _check_group_options(group, f" (param group {index})")
-            _check_sparse(p.grad for p in group["params"] if p.grad is not None)
+            params, grads = _with_grads(group["params"])
+            _check_sparse(grads)
             if group["fused"]:
                 _check_fused_devices(group["params"], index)
-        if not torch.compiler.is_compiling():
-            for index, group in enumerate(self.param_groups):
-                self._warn_if_decay_flips(group, index)
-        for group in self.param_groups:
-            params: list[Tensor] = []
-            grads: list[Tensor] = []
-            exp_avgs: list[Tensor] = []
-            self._init_group(group, params, grads, exp_avgs)
+            with_grads.append((params, grads))
+        for index, group in enumerate(self.param_groups):
+            self._warn_if_decay_flips(group, index)
+        for group, (params, grads), cache in zip(self.param_groups, with_grads, self._group_caches(), strict=False):
+            exp_avgs = self._momenta(params)
             beta1, beta2 = group["betas"]
             # Validated above for every group at once; the functional lion() would check it all again.
             _dispatch(
@@ -273,5 +344,6 @@ class Lion(Optimizer):
                 weight_decay=group["weight_decay"],
                 caution=group["caution"],
                 fused=group["fused"],
+                cache=cache,
             )
         return loss
