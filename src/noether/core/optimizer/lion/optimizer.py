@@ -13,7 +13,13 @@ from torch.optim.optimizer import Optimizer, ParamsT
 
 from noether.core.optimizer.lion.dispatch import _dispatch
 from noether.core.optimizer.lion.reference import LrT
-from noether.core.optimizer.lion.validation import _check_group_options, _check_sparse
+from noether.core.optimizer.lion.validation import (
+    _LOW_PRECISION,
+    _check_group_options,
+    _check_param_dtype,
+    _check_sparse,
+    _momentum_dtype,
+)
 
 __all__ = ["Lion"]
 
@@ -25,11 +31,38 @@ def _storage_ptr(t: Tensor) -> int:
     return int(local.untyped_storage().data_ptr())
 
 
+def _saved_momenta(optimizer: Optimizer, state_dict: dict[str, Any]) -> dict[Tensor, Tensor]:
+    """The saved ``exp_avg`` of each real parameter whose momentum is kept in another floating dtype than its own.
+
+    ``torch.optim.Optimizer.load_state_dict`` casts every floating state tensor to its parameter's dtype, which would
+    narrow a float32 momentum of bfloat16 parameters (``momentum_dtype``); these are put back after it.
+    """
+    saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if len(saved_ids) != len(params):
+        return {}  # torch refuses the load with its own error
+    id_to_param = dict(zip(saved_ids, params, strict=True))
+    kept: dict[Tensor, Tensor] = {}
+    for key, value in state_dict["state"].items():
+        exp_avg = value.get("exp_avg") if isinstance(value, dict) else None
+        param = id_to_param.get(key)
+        if (
+            isinstance(exp_avg, Tensor)
+            and param is not None
+            and param.is_floating_point()
+            and exp_avg.is_floating_point()
+            and exp_avg.dtype is not param.dtype
+        ):
+            kept[param] = exp_avg
+    return kept
+
+
 class Lion(Optimizer):
     """Implements Lion algorithm (sign of an interpolated momentum, decoupled weight decay, optional caution).
 
-    State per parameter: ``exp_avg`` only (no step counter). Every hyperparameter is read from the group at every
-    step, so schedules take effect immediately. See ``docs/lion.md``.
+    State per parameter: ``exp_avg`` (in ``momentum_dtype``), and ``kahan_comp`` (in the parameter's dtype) where
+    Kahan summation is on; no step counter. Every hyperparameter is read from the group at every step, so schedules
+    take effect immediately. See ``docs/lion.md`` and ``docs/mixed_precision.md``.
     """
 
     def __init__(
@@ -43,6 +76,8 @@ class Lion(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        kahan_sum: bool | None = None,
+        momentum_dtype: torch.dtype | str | None = None,
     ) -> None:
         """Initialize the hyperparameters.
 
@@ -59,6 +94,12 @@ class Lion(Optimizer):
                 kernel; same bits either way (see ``docs/lion.md``).
             fused: True: the fused kernel (the C kernel on CPU, a compiled one elsewhere); False: never a compiled
                 kernel. Exclusive with ``foreach``.
+            kahan_sum: Kahan summation: keep what rounding each parameter update lost in a compensation buffer (state
+                ``kahan_comp``, the parameter's dtype) and add it back at the next step, so that low-precision
+                parameters keep learning where ``lr`` is below half their ulp. None: on for bfloat16 and float16
+                parameters, off otherwise; True on another dtype is an error.
+            momentum_dtype: The dtype of ``exp_avg`` (float16, bfloat16, float32 or float64, or its name); None: the
+                parameter's dtype. The step computes in float32 (float64 if either is float64) whatever it is.
 
         Raises:
             ValueError: On any invalid hyperparameter or integer parameter, naming it.
@@ -71,8 +112,11 @@ class Lion(Optimizer):
             "maximize": maximize,
             "foreach": foreach,
             "fused": fused,
+            "kahan_sum": kahan_sum,
+            "momentum_dtype": momentum_dtype,
         }
         _check_group_options(defaults)
+        defaults["momentum_dtype"] = _momentum_dtype(momentum_dtype)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -95,7 +139,12 @@ class Lion(Optimizer):
                     f"Lion: invalid params{where}: parameter {index} has dtype {p.dtype}; "
                     "only floating-point and complex parameters can be optimized"
                 )
-        super().add_param_group({**param_group, "params": params})
+            if isinstance(p, Tensor):
+                _check_param_dtype(p, index, options, where)
+        group = {**param_group, "params": params}
+        if "momentum_dtype" in group:
+            group["momentum_dtype"] = _momentum_dtype(group["momentum_dtype"])
+        super().add_param_group(group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
@@ -104,6 +153,8 @@ class Lion(Optimizer):
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
             group.setdefault("fused", None)
+            group.setdefault("kahan_sum", None)
+            group.setdefault("momentum_dtype", None)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict; checks ``exp_avg`` shapes first and never aliases the given dict's tensors."""
@@ -127,24 +178,58 @@ class Lion(Optimizer):
             for t in value.values()
             if isinstance(t, Tensor)
         }
+        momenta = _saved_momenta(self, state_dict)
         super().load_state_dict(state_dict)
+        for param, exp_avg in momenta.items():  # torch casts all floating state to the parameter's dtype: undo that
+            self.state[param]["exp_avg"] = exp_avg.to(device=param.device, copy=True)
         for param_state in self.state.values():
             for key, value in param_state.items():
                 if isinstance(value, Tensor) and (value.numel() == 0 or _storage_ptr(value) in given):
                     param_state[key] = value.clone(memory_format=torch.preserve_format)
 
     def _init_group(
-        self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        kahan_params: list[Tensor],
+        kahan_grads: list[Tensor],
+        kahan_exp_avgs: list[Tensor],
+        kahan_comps: list[Tensor],
     ) -> None:
+        """Collect the group's parameters with gradients and their state, creating or converting state as needed.
+
+        Parameters with Kahan summation go into the four ``kahan_*`` lists, the others into ``params``, ``grads`` and
+        ``exp_avgs`` (separate lists rather than a tuple of lists: dynamo loses appends to lists inside a tuple
+        argument). State missing from a checkpoint
+        (older, or written without compensation) starts at zero; a momentum stored in another dtype than the group's
+        ``momentum_dtype`` is converted.
+        """
+        kahan_sum, momentum_dtype = group["kahan_sum"], group["momentum_dtype"]
         for p in group["params"]:
             if p.grad is None:
                 continue
             state = self.state[p]
-            if len(state) == 0:
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            want = p.dtype if momentum_dtype is None or p.is_complex() else momentum_dtype
+            exp_avg = state.get("exp_avg")
+            if exp_avg is None:
+                exp_avg = state["exp_avg"] = torch.zeros_like(p, dtype=want, memory_format=torch.preserve_format)
+            elif exp_avg.dtype is not want:
+                exp_avg = state["exp_avg"] = exp_avg.to(want)
+            if kahan_sum if kahan_sum is not None else p.dtype in _LOW_PRECISION:
+                comp = state.get("kahan_comp")
+                if comp is None:
+                    comp = state["kahan_comp"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                kahan_params.append(p)
+                kahan_grads.append(p.grad)
+                kahan_exp_avgs.append(exp_avg)
+                kahan_comps.append(comp)
+                continue
+            state.pop("kahan_comp", None)  # turned off: a stale compensation must not return if turned on again
             params.append(p)
             grads.append(p.grad)
-            exp_avgs.append(state["exp_avg"])
+            exp_avgs.append(exp_avg)
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
@@ -172,20 +257,25 @@ class Lion(Optimizer):
             params: list[Tensor] = []
             grads: list[Tensor] = []
             exp_avgs: list[Tensor] = []
-            self._init_group(group, params, grads, exp_avgs)
+            kahan_params: list[Tensor] = []
+            kahan_grads: list[Tensor] = []
+            kahan_exp_avgs: list[Tensor] = []
+            kahan_comps: list[Tensor] = []
+            self._init_group(group, params, grads, exp_avgs, kahan_params, kahan_grads, kahan_exp_avgs, kahan_comps)
             beta1, beta2 = group["betas"]
+            hyper: dict[str, Any] = {
+                "maximize": group["maximize"],
+                "foreach": group["foreach"],
+                "beta1": beta1,
+                "beta2": beta2,
+                "lr": group["lr"],
+                "weight_decay": group["weight_decay"],
+                "caution": group["caution"],
+                "fused": group["fused"],
+            }
             # Validated above for every group at once; the functional lion() would check it all again.
-            _dispatch(
-                params,
-                grads,
-                exp_avgs,
-                maximize=group["maximize"],
-                foreach=group["foreach"],
-                beta1=beta1,
-                beta2=beta2,
-                lr=group["lr"],
-                weight_decay=group["weight_decay"],
-                caution=group["caution"],
-                fused=group["fused"],
-            )
+            if params or not kahan_params:
+                _dispatch(params, grads, exp_avgs, **hyper)
+            if kahan_params:
+                _dispatch(kahan_params, kahan_grads, kahan_exp_avgs, **hyper, kahan_comps=kahan_comps)
         return loss
