@@ -3,7 +3,8 @@
 Every figure is measured in the same run on the same parameters and gradients (no backward pass: the step alone):
 
 * workloads: ``many`` (~290 transformer-like fp32 tensors, ~5M elements), ``big`` (10 fp32 tensors of 5M elements),
-  ``many-bf16`` (the ``many`` shapes in bfloat16) and, on request, ``big-bf16``;
+  ``many-bf16`` (the ``many`` shapes in bfloat16), ``many-small`` (5,000 fp32 tensors of 256 elements, where the
+  per-tensor bookkeeping of a step outweighs its arithmetic) and, on request, ``big-bf16``;
 * implementations: noether ``Lion`` with ``foreach=False``, ``foreach=True``, the default (on CPU the C kernel where
   it builds) and ``fused=True`` (with and without caution); the timm-style foreach sequence and the lucidrains-style
   per-tensor loop, both written here; torch ``AdamW`` (foreach and fused) and ``SGD`` (momentum, foreach);
@@ -83,11 +84,13 @@ class Workload:
 def workloads(quick: bool) -> dict[str, Workload]:
     many = transformer_shapes(d=32, layers=4) if quick else transformer_shapes()
     big = [(200, 1000)] * 10 if quick else [(5000, 1000)] * 10
+    small = [(256,)] * (500 if quick else 5000)
     return {
         "many": Workload("many", many, torch.float32),
         "big": Workload("big", big, torch.float32),
         "many-bf16": Workload("many-bf16", many, torch.bfloat16),
         "big-bf16": Workload("big-bf16", big, torch.bfloat16),
+        "many-small": Workload("many-small", small, torch.float32),
     }
 
 
@@ -436,7 +439,9 @@ def caution_report(medians: dict[str, dict[str, float]]) -> list[str]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, one round, no compile-time children")
-    parser.add_argument("--workloads", default="many,big,many-bf16", help="many,big,many-bf16,big-bf16")
+    parser.add_argument(
+        "--workloads", default="many,big,many-bf16,many-small", help="many,big,many-bf16,big-bf16,many-small"
+    )
     parser.add_argument("--impls", default="", help="comma-separated implementation names (default: all)")
     parser.add_argument("--repeats", type=int, default=0, help="interleaved rounds (default 7, quick 1)")
     parser.add_argument("--steps", type=int, default=0, help="timed steps per round (default 3, quick 2)")

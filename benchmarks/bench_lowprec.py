@@ -144,9 +144,7 @@ def train_mode(mode: str, steps: int, seed: int = 0) -> list[tuple[int, float]]:
     for step in range(steps + 1):
         if step % max(steps // 40, 1) == 0:
             with torch.no_grad():
-                pred = torch.func.functional_call(
-                    model, {n: p.float() for n, p in model.named_parameters()}, (x_val,)
-                )
+                pred = torch.func.functional_call(model, {n: p.float() for n, p in model.named_parameters()}, (x_val,))
                 curve.append((step, float(torch.nn.functional.mse_loss(pred, y_val))))
         if step == steps:
             break

@@ -32,6 +32,7 @@ single-tensor kernel on exact data for every dtype right after loading.
 
 from __future__ import annotations
 
+import array
 import ctypes
 import sys
 from collections.abc import Sequence
@@ -43,7 +44,7 @@ from torch import Tensor
 from noether.core.optimizer.lion.cpu_build import _FUNCTIONS, C_DTYPES, C_PAIRS, CpuKernelBuildError, _library
 from noether.core.optimizer.lion.reference import _compute_dtype, _single_tensor_lion
 
-__all__ = ["C_DTYPES", "C_PAIRS", "CpuKernelBuildError", "CpuLionKernel"]
+__all__ = ["C_DTYPES", "C_PAIRS", "CpuKernelBuildError", "CpuLionKernel", "pointers", "sizes_array"]
 
 _BIG = 1 << 18
 """Tensors with at least this many elements are split between threads; smaller ones go to one thread whole."""
@@ -52,6 +53,16 @@ _BIG = 1 << 18
 def _rounded(value: float, dtype: torch.dtype) -> float:
     """``value`` (a float64) rounded to ``dtype`` as torch's ``.to(dtype)`` rounds it."""
     return float(torch.tensor(value, dtype=torch.float64).to(dtype).item())
+
+
+def pointers(tensors: Sequence[Tensor]) -> array.array[int]:
+    """The data pointers of ``tensors`` as a C array of 64-bit addresses (``array`` builds it faster than ctypes)."""
+    return array.array("Q", map(Tensor.data_ptr, tensors))
+
+
+def sizes_array(numels: Sequence[int]) -> array.array[int]:
+    """Element counts as a C array of int64."""
+    return array.array("q", numels)
 
 
 class CpuLionKernel:
@@ -66,6 +77,8 @@ class CpuLionKernel:
         momentum_dtype = dtype if momentum_dtype is None else momentum_dtype
         if (dtype, momentum_dtype) not in _FUNCTIONS:
             raise CpuKernelBuildError(f"no C kernel for {dtype} parameters with {momentum_dtype} momentum")
+        if ctypes.sizeof(ctypes.c_void_p) != array.array("Q").itemsize:
+            raise CpuKernelBuildError("the C kernel's pointer arrays need 64-bit pointers")
         self.dtype = dtype
         self.momentum_dtype = momentum_dtype
         self.compute_dtype = _compute_dtype(dtype, momentum_dtype)
@@ -130,13 +143,35 @@ class CpuLionKernel:
             return
         if (cs is not None) != self.kahan:
             raise ValueError(f"C Lion kernel: kahan={self.kahan} but compensations were {'' if cs else 'not '}given")
-        arrays = [(ctypes.c_void_p * n)(*map(Tensor.data_ptr, ts)) for ts in (ps, gs, ms, cs or ps)]
-        sizes = (ctypes.c_int64 * n)(*numels)
+        arrays = [pointers(ts) for ts in (ps, gs, ms)]
+        comps = pointers(cs) if cs is not None else arrays[0]
+        self.call_arrays(n, arrays[0], arrays[1], arrays[2], sizes_array(numels), scalars, comps)
+
+    def call_arrays(
+        self,
+        n: int,
+        ps: array.array[int],
+        gs: array.array[int],
+        ms: array.array[int],
+        numels: array.array[int],
+        scalars: tuple[float, ...],
+        cs: array.array[int] | None = None,
+    ) -> None:
+        """:meth:`call` on prepared arrays (:func:`pointers`, :func:`sizes_array`) of ``n`` triples.
+
+        A caller that updates the same tensors step after step keeps the arrays of the params and momenta (and
+        compensations, which a kernel with Kahan summation requires) and builds only the gradients' one.
+        """
+        if self.kahan and cs is None:
+            raise ValueError("C Lion kernel: kahan=True but no compensations were given")
         lr64, decay, w1, w2, step, maximize = scalars
         self._function(
             n,
-            *arrays,
-            sizes,
+            ps.buffer_info()[0],
+            gs.buffer_info()[0],
+            ms.buffer_info()[0],
+            (cs if cs is not None else ps).buffer_info()[0],
+            numels.buffer_info()[0],
             lr64,
             decay,
             w1,

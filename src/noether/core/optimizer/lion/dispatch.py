@@ -19,6 +19,8 @@ Kernel objects are built on first use and kept per process in ``_KERNELS``.
 
 from __future__ import annotations
 
+import array
+import itertools
 import logging
 import operator
 import os
@@ -31,12 +33,12 @@ from torch import Tensor
 from torch._jit_internal import is_scripting
 
 from noether.core.optimizer.lion.compiled_kernel import _ChunkKernel
-from noether.core.optimizer.lion.cpu_kernel import C_PAIRS, CpuKernelBuildError, CpuLionKernel
+from noether.core.optimizer.lion.cpu_kernel import C_PAIRS, CpuKernelBuildError, CpuLionKernel, pointers, sizes_array
 from noether.core.optimizer.lion.foreach_kernel import _multi_tensor_lion
 from noether.core.optimizer.lion.reference import _PLAIN, LrT, _single_tensor_lion
 from noether.core.optimizer.lion.validation import _check_betas, _check_lr, _check_sparse, _check_weight_decay
 
-__all__ = ["lion"]
+__all__ = ["DispatchCache", "lion"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ _NATIVE_UNAVAILABLE: dict[tuple[torch.dtype, torch.dtype, bool, bool], str] = {}
 again in this process."""
 
 
-def _native_kernel(dtype: torch.dtype, caution: bool, momentum_dtype: torch.dtype, kahan: bool) -> _Kernel | None:
+def _native_kernel(dtype: torch.dtype, caution: bool, momentum_dtype: torch.dtype, kahan: bool) -> CpuLionKernel | None:
     """The C kernel for the default path, or None where it cannot be built (then the caller runs the foreach kernel).
 
     Unlike ``fused=True`` nobody asked for compiled code here, so a failure is logged (once), not warned about.
@@ -131,17 +133,114 @@ def _native_kernel(dtype: torch.dtype, caution: bool, momentum_dtype: torch.dtyp
     key = (torch.device("cpu"), dtype, momentum_dtype, kahan, caution, "c")
     why = (dtype, momentum_dtype, kahan, caution)
     kernel = _KERNELS.get(key)
-    if kernel is not None or why in _NATIVE_UNAVAILABLE:
-        return kernel
-    with _KERNELS_LOCK:
-        kernel = _KERNELS.get(key)
-        if kernel is None and why not in _NATIVE_UNAVAILABLE:
-            try:
-                kernel = _KERNELS[key] = CpuLionKernel(dtype, caution, momentum_dtype, kahan)
-            except CpuKernelBuildError as exc:
-                _NATIVE_UNAVAILABLE[why] = str(exc)
-                logger.info("Lion: the C kernel is unavailable (%s); the default path uses foreach kernels", exc)
-    return kernel
+    if kernel is None and why not in _NATIVE_UNAVAILABLE:
+        with _KERNELS_LOCK:
+            kernel = _KERNELS.get(key)
+            if kernel is None and why not in _NATIVE_UNAVAILABLE:
+                try:
+                    kernel = _KERNELS[key] = CpuLionKernel(dtype, caution, momentum_dtype, kahan)
+                except CpuKernelBuildError as exc:
+                    _NATIVE_UNAVAILABLE[why] = str(exc)
+                    logger.info("Lion: the C kernel is unavailable (%s); the default path uses foreach kernels", exc)
+    # Only the C kernel is ever stored under a "c" key.
+    return kernel if isinstance(kernel, CpuLionKernel) else None
+
+
+class _NativePlan:
+    """The decision "the C kernel takes this group's lists whole", with the signature under which it holds."""
+
+    __slots__ = (
+        "c_pointers",
+        "comps",
+        "dtype",
+        "exp_avgs",
+        "m_dtype",
+        "m_nbytes",
+        "m_pointers",
+        "m_ptrs",
+        "nbytes",
+        "numels",
+        "p_pointers",
+        "p_ptrs",
+        "params",
+    )
+
+    def __init__(
+        self,
+        params: list[Tensor],
+        exp_avgs: list[Tensor],
+        comps: list[Tensor] | None,
+        dtype: torch.dtype,
+        m_dtype: torch.dtype,
+        numels: list[int],
+    ) -> None:
+        # Holding the tensors keeps their ids and storages from being reused by others while the plan lives.
+        self.params, self.exp_avgs, self.comps, self.dtype, self.m_dtype = params, exp_avgs, comps, dtype, m_dtype
+        self.p_ptrs = list(map(Tensor.data_ptr, params))
+        self.m_ptrs = list(map(Tensor.data_ptr, exp_avgs))
+        self.nbytes = list(map(_NBYTES, params))
+        self.m_nbytes = list(map(_NBYTES, exp_avgs))
+        self.p_pointers, self.m_pointers = array.array("Q", self.p_ptrs), array.array("Q", self.m_ptrs)
+        # The compensations are checked by identity only: the optimizer creates them with the parameter's layout.
+        self.c_pointers = pointers(comps) if comps is not None else None
+        self.numels = sizes_array(numels)
+
+    def holds(
+        self, params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], comps: list[Tensor] | None
+    ) -> bool:
+        """Whether the decision still holds for these lists: cheap list-wide checks, no Python loop per tensor."""
+        nbytes = self.nbytes
+        mine = self.comps
+        return (
+            len(params) == len(self.params)
+            and all(map(operator.is_, params, self.params))
+            and all(map(operator.is_, exp_avgs, self.exp_avgs))
+            and (comps is None) == (mine is None)
+            and (comps is None or mine is None or all(map(operator.is_, comps, mine)))
+            and list(map(Tensor.data_ptr, params)) == self.p_ptrs
+            and list(map(Tensor.data_ptr, exp_avgs)) == self.m_ptrs
+            and (comps is None or list(map(Tensor.data_ptr, comps)) == list(self.c_pointers or ()))
+            and list(map(_NBYTES, params)) == nbytes
+            and list(map(_NBYTES, exp_avgs)) == self.m_nbytes
+            and all(map(Tensor.is_contiguous, params))
+            and all(map(Tensor.is_contiguous, exp_avgs))
+            and _PLAIN_SET.issuperset(map(type, grads))
+            and all(map(Tensor.is_contiguous, grads))
+            and all(map(_IS_CPU, grads))
+            and all(map(operator.is_, map(_DTYPE, grads), itertools.repeat(self.dtype)))
+            and list(map(_NBYTES, grads)) == nbytes
+        )
+
+
+class DispatchCache:
+    """The dispatcher's decision for one parameter group, kept between steps; the optimizer holds one per group.
+
+    Deciding which kernel serves a group means looking at every tensor's type, dtype, device, shape and layout: on a
+    model of thousands of small tensors that costs more than the update itself. So the decision is kept together with
+    a signature that is cheap to check at every step (a few C-level passes over each list) and fails whenever the
+    decision could have changed:
+
+    * the same parameter and momentum tensors, in the same order (identity): a gradient that appears or disappears,
+      a replaced parameter, a new parameter group (it gets a cache of its own) and state replaced by
+      ``load_state_dict`` (which also clears the caches) or by hand all fail it;
+    * the same data pointers, byte sizes and contiguity of those tensors: ``p.data = ...`` (new storage, dtype or
+      shape) and in-place changes of layout fail it;
+    * the gradients, new tensors at every step, are checked at every step for type, contiguity, device, dtype and
+      byte size. Their shape is the parameter's: torch's ``.grad`` setter and autograd enforce it, and with the byte
+      size and dtype the element count the kernel reads is checked anyway.
+
+    While it holds, the kernel also reuses the pointer arrays of the parameters and momenta. A failed check decides
+    again from scratch, so the kernel that runs, and hence every bit, is the one the uncached path would choose.
+    """
+
+    __slots__ = ("_plan",)
+
+    def __init__(self) -> None:
+        self._plan: _NativePlan | None = None
+
+    def clear(self) -> None:
+        """Forget the decision (the next step decides again)."""
+        self._plan = None
 
 
 def _native_cpu_lion(
@@ -150,18 +249,38 @@ def _native_cpu_lion(
     exp_avgs: list[Tensor],
     hyper: dict[str, Any],
     comps: list[Tensor] | None = None,
+    cache: DispatchCache | None = None,
 ) -> bool:
     """The default path's CPU step with the C kernel, if it applies; False (nothing done) if it does not.
 
     It applies to lists of plain contiguous CPU tensors of one dtype pair the C kernel has (see ``C_PAIRS``),
     unless ``NOETHER_LION_DEFAULT_CPU_KERNEL=foreach``, once the kernel builds (once per machine) and passes its
     self-check. The result is bit-identical to the foreach and single-tensor kernels, so the choice never shows in
-    the numbers. Callers keep traced and scripted code away from it.
+    the numbers. Callers keep traced and scripted code away from it. With a ``cache``, a decision taken at an earlier
+    step is reused while its signature holds (see :class:`DispatchCache`).
     """
     if _DEFAULT_CPU_KERNEL != "c":
         if _DEFAULT_CPU_KERNEL != "foreach":
             raise ValueError(f"NOETHER_LION_DEFAULT_CPU_KERNEL={_DEFAULT_CPU_KERNEL!r}; expected 'c' or 'foreach'")
         return False
+    plan = cache._plan if cache is not None else None
+    if plan is not None and plan.holds(params, grads, exp_avgs, comps):
+        kernel = _native_kernel(plan.dtype, hyper["caution"], plan.m_dtype, comps is not None)
+        if kernel is not None:
+            with torch.no_grad():
+                scalars = kernel.scalars(hyper, plan.dtype, params[0].device)
+                kernel.call_arrays(
+                    len(params),
+                    plan.p_pointers,
+                    pointers(grads),
+                    plan.m_pointers,
+                    plan.numels,
+                    scalars,
+                    plan.c_pointers,
+                )
+            return True
+    if cache is not None:
+        cache._plan = None
     if not params or not params[0].is_cpu or (params[0].dtype, exp_avgs[0].dtype) not in C_PAIRS:
         return False
     uniform = _uniform_contiguous(params, grads, exp_avgs, comps)
@@ -176,7 +295,11 @@ def _native_cpu_lion(
         scalars = kernel.scalars(hyper, dtype, params[0].device)
         if min(numels) > 0:
             kernel.call(params, grads, exp_avgs, numels, scalars, comps)
-        else:  # 0-size tensors have nothing to update (and no storage to point at)
+            if cache is not None:
+                cache._plan = _NativePlan(
+                    list(params), list(exp_avgs), None if comps is None else list(comps), dtype, m_dtype, numels
+                )
+        else:  # 0-size tensors have nothing to update (and no storage to point at); such groups are not cached
             keep = [i for i, n in enumerate(numels) if n > 0]
             _call_some(kernel, keep, params, grads, exp_avgs, numels, scalars, comps)
     return True
@@ -274,6 +397,7 @@ _DTYPE = operator.attrgetter("dtype")
 _DEVICE = operator.attrgetter("device")
 _IS_CPU = operator.attrgetter("is_cpu")
 _SHAPE = operator.attrgetter("shape")
+_NBYTES = operator.attrgetter("nbytes")
 
 
 def _default_to_foreach() -> bool:
@@ -365,8 +489,12 @@ def _dispatch(
     weight_decay: float,
     caution: bool,
     kahan_comps: list[Tensor] | None = None,
+    cache: DispatchCache | None = None,
 ) -> None:
-    """Run the kernel ``fused`` / ``foreach`` select, on inputs the caller has already validated."""
+    """Run the kernel ``fused`` / ``foreach`` select, on inputs the caller has already validated.
+
+    ``cache`` (one per parameter group, held by the caller) keeps the default path's decision between steps.
+    """
     hyper: dict[str, Any] = {
         "beta1": beta1,
         "beta2": beta2,
@@ -383,7 +511,7 @@ def _dispatch(
         default
         and not torch.compiler.is_compiling()
         and not is_scripting()
-        and _native_cpu_lion(params, grads, exp_avgs, hyper, kahan_comps)
+        and _native_cpu_lion(params, grads, exp_avgs, hyper, kahan_comps, cache)
     ):
         return
     if foreach is None:

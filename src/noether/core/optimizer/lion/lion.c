@@ -47,8 +47,8 @@ INLINE uint16_t bf16_store(float f) {
 
 /* One call of NAME##_body per combination of its five flags, each a constant the compiler specialises on. */
 #define LION_CASE(NAME, K_)                                                                                    \
-    case K_: NAME##_body(nt, P, G, M, K, N, lr, dec, w1o, w2o, st, nthreads, big,                             \
-                         (K_ >> 4) & 1, (K_ >> 3) & 1, (K_ >> 2) & 1, (K_ >> 1) & 1, K_ & 1); break;
+    case (K_): NAME##_body(nt, P, G, M, K, N, lr, dec, w1o, w2o, st, nthreads, big,                           \
+                           ((K_) >> 4) & 1, ((K_) >> 3) & 1, ((K_) >> 2) & 1, ((K_) >> 1) & 1, (K_) & 1); break;
 #define LION_CASES8(NAME, B)                                                                                   \
     LION_CASE(NAME, B + 0) LION_CASE(NAME, B + 1) LION_CASE(NAME, B + 2) LION_CASE(NAME, B + 3)                \
     LION_CASE(NAME, B + 4) LION_CASE(NAME, B + 5) LION_CASE(NAME, B + 6) LION_CASE(NAME, B + 7)

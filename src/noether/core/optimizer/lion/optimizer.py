@@ -5,13 +5,15 @@
 
 from __future__ import annotations
 
+import itertools
+import operator
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
-from noether.core.optimizer.lion.dispatch import _dispatch
+from noether.core.optimizer.lion.dispatch import DispatchCache, _dispatch
 from noether.core.optimizer.lion.reference import LrT
 from noether.core.optimizer.lion.validation import (
     _LOW_PRECISION,
@@ -22,6 +24,20 @@ from noether.core.optimizer.lion.validation import (
 )
 
 __all__ = ["Lion"]
+
+
+_GRAD = operator.attrgetter("grad")
+_EXP_AVG = operator.itemgetter("exp_avg")
+_DTYPE = operator.attrgetter("dtype")
+
+
+def _with_grads(group_params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+    """The parameters that have a gradient, and their gradients (list-wide C-level passes, no per-tensor Python)."""
+    grads = list(map(_GRAD, group_params))
+    if not any(map(operator.is_, grads, itertools.repeat(None))):
+        return list(group_params), grads
+    keep = [i for i, g in enumerate(grads) if g is not None]
+    return [group_params[i] for i in keep], [grads[i] for i in keep]
 
 
 def _storage_ptr(t: Tensor) -> int:
@@ -118,6 +134,8 @@ class Lion(Optimizer):
         _check_group_options(defaults)
         defaults["momentum_dtype"] = _momentum_dtype(momentum_dtype)
         super().__init__(params, defaults)
+        self._dispatch_caches: list[tuple[DispatchCache, DispatchCache]] = []
+        """One per parameter group: the dispatcher's decision of which kernel serves it, kept between steps."""
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Validate the group (its hyperparameters and parameter dtypes) before adding it; see the base class."""
@@ -148,6 +166,7 @@ class Lion(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        self._dispatch_caches = []  # not pickled (torch pickles defaults, state and groups): decided again
         for group in self.param_groups:
             group.setdefault("caution", False)
             group.setdefault("maximize", False)
@@ -186,6 +205,9 @@ class Lion(Optimizer):
             for key, value in param_state.items():
                 if isinstance(value, Tensor) and (value.numel() == 0 or _storage_ptr(value) in given):
                     param_state[key] = value.clone(memory_format=torch.preserve_format)
+        for pair in self._dispatch_caches:  # new state tensors (and groups): every group is decided again
+            for cache in pair:
+                cache.clear()
 
     def _init_group(
         self,
@@ -202,14 +224,38 @@ class Lion(Optimizer):
 
         Parameters with Kahan summation go into the four ``kahan_*`` lists, the others into ``params``, ``grads`` and
         ``exp_avgs`` (separate lists rather than a tuple of lists: dynamo loses appends to lists inside a tuple
-        argument). State missing from a checkpoint
-        (older, or written without compensation) starts at zero; a momentum stored in another dtype than the group's
-        ``momentum_dtype`` is converted.
+        argument). A parameter's first step creates its ``exp_avg`` (zeros, in ``momentum_dtype``) and, with Kahan
+        summation, its ``kahan_comp`` (zeros): so a checkpoint without compensation (older, or from the original)
+        starts at zero. A momentum stored in another dtype than the group's ``momentum_dtype`` is converted.
+
+        Eager steps of groups that need no conversion and no compensation take list-wide passes (no Python loop over
+        thousands of tensors); the others, and a traced step, take a plain loop, on whose state lookups
+        ``torch.compile`` guards per parameter (list-wide passes would make it guard on the whole state dict, and
+        recompile once state exists).
         """
         kahan_sum, momentum_dtype = group["kahan_sum"], group["momentum_dtype"]
-        for p in group["params"]:
-            if p.grad is None:
-                continue
+        if torch.compiler.is_compiling():
+            with_grad = [p for p in group["params"] if p.grad is not None]
+        else:
+            with_grad, their_grads = _with_grads(group["params"])
+            states = list(map(self.state.__getitem__, with_grad))
+            plain = momentum_dtype is None and (
+                kahan_sum is False or (kahan_sum is None and set(map(_DTYPE, with_grad)).isdisjoint(_LOW_PRECISION))
+            )
+            if plain:
+                if not all(states):  # an empty dict: a parameter's first step
+                    for p, state in zip(with_grad, states, strict=True):
+                        if len(state) == 0:
+                            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                momenta = list(map(_EXP_AVG, states))
+                if all(map(operator.is_, map(_DTYPE, momenta), map(_DTYPE, with_grad))) and not any(
+                    map(operator.contains, states, itertools.repeat("kahan_comp"))
+                ):
+                    params.extend(with_grad)
+                    grads.extend(their_grads)
+                    exp_avgs.extend(momenta)
+                    return
+        for p in with_grad:
             state = self.state[p]
             want = p.dtype if momentum_dtype is None or p.is_complex() else momentum_dtype
             exp_avg = state.get("exp_avg")
@@ -231,6 +277,13 @@ class Lion(Optimizer):
             grads.append(p.grad)
             exp_avgs.append(exp_avg)
 
+    def _group_caches(self) -> list[tuple[DispatchCache, DispatchCache]]:
+        """Per group, the dispatch decisions of its parameters without and with Kahan summation."""
+        caches = self._dispatch_caches
+        while len(caches) < len(self.param_groups):  # groups added since (add_param_group)
+            caches.append((DispatchCache(), DispatchCache()))
+        return caches
+
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         """Performs a single optimization step.
@@ -250,10 +303,18 @@ class Lion(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         # Validate everything first, so an error leaves params and state untouched.
+        compiling = torch.compiler.is_compiling()
         for index, group in enumerate(self.param_groups):
             _check_group_options(group, f" (param group {index})")
-            _check_sparse(p.grad for p in group["params"] if p.grad is not None)
-        for group in self.param_groups:
+            if compiling:  # traced as one graph, in the form torch.compile knows (a graph break here recompiles)
+                _check_sparse(p.grad for p in group["params"] if p.grad is not None)
+            else:
+                _check_sparse([g for g in map(_GRAD, group["params"]) if g is not None])
+        # A traced step never runs the C kernel (the caller's compiler fuses the reference): it needs no decisions.
+        group_caches: list[tuple[DispatchCache, DispatchCache] | None] = (
+            [None] * len(self.param_groups) if compiling else [*self._group_caches()]
+        )
+        for group, caches in zip(self.param_groups, group_caches, strict=False):
             params: list[Tensor] = []
             grads: list[Tensor] = []
             exp_avgs: list[Tensor] = []
@@ -274,8 +335,11 @@ class Lion(Optimizer):
                 "fused": group["fused"],
             }
             # Validated above for every group at once; the functional lion() would check it all again.
+            plain_cache, kahan_cache = caches if caches is not None else (None, None)
             if params or not kahan_params:
-                _dispatch(params, grads, exp_avgs, **hyper)
+                _dispatch(params, grads, exp_avgs, **hyper, cache=plain_cache)
             if kahan_params:
-                _dispatch(kahan_params, kahan_grads, kahan_exp_avgs, **hyper, kahan_comps=kahan_comps)
+                _dispatch(
+                    kahan_params, kahan_grads, kahan_exp_avgs, **hyper, kahan_comps=kahan_comps, cache=kahan_cache
+                )
         return loss

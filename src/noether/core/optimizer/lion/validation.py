@@ -5,7 +5,9 @@ Each raises before anything is changed, naming the field, the bad value and what
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
@@ -125,6 +127,19 @@ def _check_group_options(group: dict[str, Any], where: str = "") -> None:
 
 
 def _check_sparse(grads: Iterable[Tensor]) -> None:
+    """Raise RuntimeError on the first gradient that is not strided (dense).
+
+    Eagerly one C-level pass over a list in the common case; a traced step (``torch.compile``) takes the plain loop.
+    """
+    if (
+        isinstance(grads, list)
+        and not torch.compiler.is_compiling()
+        and all(map(operator.is_, map(_LAYOUT, grads), itertools.repeat(torch.strided)))
+    ):
+        return
     for grad in grads:
         if grad.layout != torch.strided:
             raise RuntimeError(f"Lion does not support sparse gradients (got a gradient with layout {grad.layout})")
+
+
+_LAYOUT = operator.attrgetter("layout")

@@ -1,0 +1,231 @@
+"""The dispatcher's per-group decision cache: reused while nothing changed, decided again when anything did.
+
+Every test steps ``Lion`` (default path: the C kernel where it applies) next to the reference kernel on clones and
+asserts the same bits after every step, and counts how often the full decision ran.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import Tensor
+
+from noether.core.optimizer import Lion
+from noether.core.optimizer.lion import cpu_build, dispatch
+from noether.core.optimizer.lion.reference import _single_tensor_lion
+
+HYPER = {"lr": 0.01, "betas": (0.9, 0.99), "weight_decay": 0.1}
+
+
+@pytest.fixture(autouse=True)
+def _needs_the_c_kernel() -> None:
+    try:
+        cpu_build._library()
+    except cpu_build.CpuKernelBuildError as exc:
+        pytest.skip(f"no C kernel here: {exc}")
+
+
+@pytest.fixture
+def decisions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """How many times the full decision (the per-tensor check) ran."""
+    calls: list[int] = []
+    real = dispatch._uniform_contiguous
+
+    def counting(*args: list[Tensor]) -> object:
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(dispatch, "_uniform_contiguous", counting)
+    yield calls
+
+
+class Twin:
+    """Clones of the params and their momenta (and, for 16-bit params, Kahan compensations, as Lion's default keeps
+    them), stepped with the reference kernel."""
+
+    def __init__(self, params: list[torch.nn.Parameter]) -> None:
+        self.params = [p.detach().clone() for p in params]
+        self.exp_avgs = [torch.zeros_like(p) for p in params]
+        low = (torch.bfloat16, torch.float16)
+        self.comps = [torch.zeros_like(p) if p.dtype in low else None for p in params]
+
+    def step(self, grads: list[Tensor | None], caution: bool = False) -> None:
+        for i, g in enumerate(grads):
+            if g is None:
+                continue
+            comp = self.comps[i]
+            _single_tensor_lion(
+                [self.params[i]],
+                [g],
+                [self.exp_avgs[i]],
+                beta1=HYPER["betas"][0],  # type: ignore[index]
+                beta2=HYPER["betas"][1],  # type: ignore[index]
+                lr=HYPER["lr"],  # type: ignore[arg-type]
+                weight_decay=HYPER["weight_decay"],  # type: ignore[arg-type]
+                caution=caution,
+                maximize=False,
+                kahan_comps=None if comp is None else [comp],
+            )
+
+    def assert_same(self, opt: Lion, params: list[torch.nn.Parameter]) -> None:
+        for p, want_p, want_m in zip(params, self.params, self.exp_avgs, strict=True):
+            assert torch.equal(p.detach(), want_p)
+            if p in opt.state:
+                assert torch.equal(opt.state[p]["exp_avg"], want_m)
+
+
+def _params(n: int = 5, shape: tuple[int, ...] = (7, 3), dtype: torch.dtype = torch.float32, seed: int = 0) -> list:
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.nn.Parameter(torch.randn(shape, generator=gen).to(dtype)) for _ in range(n)]
+
+
+def _grads(params: list[torch.nn.Parameter], seed: int) -> list[Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    grads = [torch.randn(p.shape, generator=gen).to(p.dtype) for p in params]
+    for p, g in zip(params, grads, strict=True):
+        p.grad = g.clone()
+    return grads
+
+
+def test_the_decision_is_taken_once_and_the_bits_stay_those_of_the_reference(decisions: list[int]) -> None:
+    params = _params()
+    opt, twin = Lion(params, **HYPER), Twin(params)
+    for step in range(4):
+        caution = step >= 2  # a hyperparameter change needs no new decision, only another kernel of the same kind
+        opt.param_groups[0]["caution"] = caution
+        twin.step(_grads(params, seed=step), caution=caution)
+        opt.step()
+        twin.assert_same(opt, params)
+    assert len(decisions) == 1
+
+
+def test_replacing_param_data_decides_again(decisions: list[int]) -> None:
+    params = _params()
+    opt, twin = Lion(params, **HYPER), Twin(params)
+    twin.step(_grads(params, seed=0))
+    opt.step()
+    with torch.no_grad():
+        params[1].data = torch.full_like(params[1], 0.5)  # new storage, same shape
+    twin.params[1] = torch.full_like(twin.params[1], 0.5)
+    for step in (1, 2):
+        twin.step(_grads(params, seed=step))
+        opt.step()
+        twin.assert_same(opt, params)
+    assert len(decisions) == 2
+
+
+def test_a_new_dtype_decides_again_and_runs_that_dtypes_kernel(decisions: list[int]) -> None:
+    params = _params()
+    opt, twin = Lion(params, **HYPER), Twin(params)
+    twin.step(_grads(params, seed=0))
+    opt.step()
+    for i, p in enumerate(params):  # the whole group to float64, state included (as a cast model and its state)
+        p.data = p.data.double()
+        opt.state[p]["exp_avg"] = opt.state[p]["exp_avg"].double()
+        twin.params[i], twin.exp_avgs[i] = twin.params[i].double(), twin.exp_avgs[i].double()
+    twin.step(_grads(params, seed=1))
+    opt.step()
+    twin.assert_same(opt, params)
+    assert all(opt.state[p]["exp_avg"].dtype == torch.float64 for p in params)
+    assert len(decisions) == 2
+
+
+def test_a_gradient_that_disappears_or_turns_non_contiguous_decides_again(
+    decisions: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = _params(shape=(4, 4))
+    opt, twin = Lion(params, **HYPER), Twin(params)
+    twin.step(_grads(params, seed=0))
+    opt.step()
+    grads: list[Tensor | None] = list(_grads(params, seed=1))
+    params[2].grad, grads[2] = None, None
+    twin.step(grads)
+    opt.step()
+    twin.assert_same(opt, params)
+    assert len(decisions) == 2
+    grads = list(_grads(params, seed=2))
+    transposed = grads[0].t().contiguous().t()  # same values, another layout: the C kernel does not take it
+    assert not transposed.is_contiguous()
+    params[0].grad = transposed
+    foreach: list[int] = []
+    real = dispatch._multi_tensor_lion
+    monkeypatch.setattr(dispatch, "_multi_tensor_lion", lambda *a, **k: foreach.append(1) or real(*a, **k))
+    twin.step(grads)
+    opt.step()
+    twin.assert_same(opt, params)
+    assert foreach == [1] and len(decisions) == 3
+    twin.step(_grads(params, seed=3))  # contiguous again: the C kernel, decided anew
+    opt.step()
+    twin.assert_same(opt, params)
+    assert foreach == [1] and len(decisions) == 4
+
+
+def test_a_replaced_parameter_in_the_group_decides_again(decisions: list[int]) -> None:
+    params = _params()
+    opt, twin = Lion(params, **HYPER), Twin(params)
+    twin.step(_grads(params, seed=0))
+    opt.step()
+    new = torch.nn.Parameter(torch.ones(7, 3))
+    opt.param_groups[0]["params"][3] = new
+    params[3] = new
+    twin.params[3], twin.exp_avgs[3] = torch.ones(7, 3), torch.zeros(7, 3)
+    twin.step(_grads(params, seed=1))
+    opt.step()
+    twin.assert_same(opt, params)
+    assert len(decisions) == 2
+
+
+def test_load_state_dict_decides_again_with_the_loaded_state(decisions: list[int]) -> None:
+    params = _params()
+    opt, twin = Lion(params, **HYPER), Twin(params)
+    for step in range(2):
+        twin.step(_grads(params, seed=step))
+        opt.step()
+    saved = opt.state_dict()
+    other = Lion(_params(seed=9), **HYPER)
+    for p in other.param_groups[0]["params"]:
+        p.grad = torch.ones_like(p)
+    other.step()  # other momenta
+    opt.load_state_dict(other.state_dict())
+    twin.exp_avgs = [other.state[p]["exp_avg"].clone() for p in other.param_groups[0]["params"]]
+    twin.step(_grads(params, seed=5))
+    opt.step()
+    twin.assert_same(opt, params)
+    assert len(decisions) == 3  # the first step, the step after loading (and other's own first step)
+    opt.load_state_dict(saved)  # back: the decision is taken again, not the one of the other state
+    assert all(cache._plan is None for cache in opt._dispatch_caches)
+
+
+def test_add_param_group_gets_a_decision_of_its_own(decisions: list[int]) -> None:
+    first, second = _params(seed=1), _params(n=3, shape=(5,), dtype=torch.bfloat16, seed=2)
+    opt, twin_first, twin_second = Lion(first, **HYPER), Twin(first), Twin(second)
+    twin_first.step(_grads(first, seed=0))
+    opt.step()
+    opt.add_param_group({"params": second})
+    for step in (1, 2, 3):
+        twin_first.step(_grads(first, seed=step))
+        twin_second.step(_grads(second, seed=10 + step))
+        opt.step()
+        twin_first.assert_same(opt, first)
+        twin_second.assert_same(opt, second)
+    assert len(decisions) == 2  # one per group
+
+
+def test_a_deepcopy_or_pickle_does_not_share_the_decision() -> None:
+    import copy
+
+    params = _params()
+    opt = Lion(params, **HYPER)
+    _grads(params, seed=0)
+    opt.step()
+    assert opt._dispatch_caches[0][0]._plan is not None
+    clone = copy.deepcopy(opt)
+    assert clone._dispatch_caches == []
+    clone_params = clone.param_groups[0]["params"]
+    for p in clone_params:
+        p.grad = torch.ones_like(p)
+    clone.step()  # its own decision, for its own tensors
+    assert clone._dispatch_caches[0][0]._plan is not None
+    assert clone._dispatch_caches[0][0]._plan is not opt._dispatch_caches[0][0]._plan
