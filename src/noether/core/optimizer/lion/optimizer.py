@@ -21,6 +21,7 @@ from noether.core.optimizer.lion.validation import (
     _check_param_dtype,
     _check_sparse,
     _momentum_dtype,
+    _momentum_dtype_name,
 )
 
 __all__ = ["Lion"]
@@ -115,7 +116,8 @@ class Lion(Optimizer):
                 parameters keep learning where ``lr`` is below half their ulp. None: on for bfloat16 and float16
                 parameters, off otherwise; True on another dtype is an error.
             momentum_dtype: The dtype of ``exp_avg`` (float16, bfloat16, float32 or float64, or its name); None: the
-                parameter's dtype. The step computes in float32 (float64 if either is float64) whatever it is.
+                parameter's dtype. The step computes in float32 (float64 if either is float64) whatever it is. The
+                parameter groups keep its name (``"bfloat16"``), which distributed checkpoints can store.
 
         Raises:
             ValueError: On any invalid hyperparameter or integer parameter, naming it.
@@ -132,7 +134,7 @@ class Lion(Optimizer):
             "momentum_dtype": momentum_dtype,
         }
         _check_group_options(defaults)
-        defaults["momentum_dtype"] = _momentum_dtype(momentum_dtype)
+        defaults["momentum_dtype"] = _momentum_dtype_name(momentum_dtype)
         super().__init__(params, defaults)
         self._dispatch_caches: list[tuple[DispatchCache, DispatchCache]] = []
         """One per parameter group: the dispatcher's decision of which kernel serves it, kept between steps."""
@@ -161,7 +163,7 @@ class Lion(Optimizer):
                 _check_param_dtype(p, index, options, where)
         group = {**param_group, "params": params}
         if "momentum_dtype" in group:
-            group["momentum_dtype"] = _momentum_dtype(group["momentum_dtype"])
+            group["momentum_dtype"] = _momentum_dtype_name(group["momentum_dtype"])
         super().add_param_group(group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -233,7 +235,7 @@ class Lion(Optimizer):
         ``torch.compile`` guards per parameter (list-wide passes would make it guard on the whole state dict, and
         recompile once state exists).
         """
-        kahan_sum, momentum_dtype = group["kahan_sum"], group["momentum_dtype"]
+        kahan_sum, momentum_dtype = group["kahan_sum"], _momentum_dtype(group["momentum_dtype"])
         if torch.compiler.is_compiling():
             with_grad = [p for p in group["params"] if p.grad is not None]
         else:

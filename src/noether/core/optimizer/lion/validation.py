@@ -96,6 +96,19 @@ def _momentum_dtype(value: object, where: str = "") -> torch.dtype | None:
     )
 
 
+_DTYPE_NAMES = {dtype: name for name, dtype in _MOMENTUM_DTYPES.items()}
+
+
+def _momentum_dtype_name(value: object, where: str = "") -> str | None:
+    """``momentum_dtype`` as it is kept in a parameter group: its name (``"bfloat16"``), or None.
+
+    A name rather than a ``torch.dtype``: distributed checkpointing (``get_optimizer_state_dict``) refuses dtype
+    objects in the param groups it flattens.
+    """
+    dtype = _momentum_dtype(value, where)
+    return None if dtype is None else _DTYPE_NAMES[dtype]
+
+
 def _check_param_dtype(p: Tensor, index: int, group: dict[str, Any], where: str = "") -> None:
     """Raise ValueError if the group's ``kahan_sum`` or ``momentum_dtype`` cannot apply to parameter ``p``."""
     if group.get("kahan_sum") is True and p.dtype not in _LOW_PRECISION:
