@@ -20,7 +20,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-DCP_OPTIMIZERS = ("adamw_foreach", "lion_foreach")
+DCP_OPTIMIZERS = ("adamw_foreach", "lion_foreach", "lion_bf16_momentum_foreach")
 SPLIT = 3  # steps before the checkpoint; the rest of make_batches() runs after it
 
 

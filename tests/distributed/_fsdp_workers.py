@@ -11,7 +11,14 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import DTensor
 
-FSDP_OPTIMIZERS = ("adamw_foreach", "lion_foreach", "lion_single", "lion_caution_foreach", "lion_caution_single")
+FSDP_OPTIMIZERS = (
+    "adamw_foreach",
+    "lion_foreach",
+    "lion_single",
+    "lion_caution_foreach",
+    "lion_caution_single",
+    "lion_bf16_momentum_foreach",  # a bfloat16 momentum of float32 params, sharded like them
+)
 # torch's own foreach optimizers refuse a list mixing DTensor and plain tensors; Lion buckets them.
 MIXED_OPTIMIZERS = ("adamw_single", "lion_foreach", "lion_caution_foreach")
 

@@ -112,6 +112,10 @@ def lion_caution_single(params: Iterable[Any]) -> torch.optim.Optimizer:
     return Lion(params, lr=1e-2, weight_decay=0.1, caution=True, foreach=False)
 
 
+def lion_bf16_momentum_foreach(params: Iterable[Any]) -> torch.optim.Optimizer:
+    return Lion(params, lr=1e-2, weight_decay=0.1, foreach=True, momentum_dtype=torch.bfloat16)
+
+
 # Module-level functions (not lambdas) so spawned ranks can receive them by reference.
 OPTIMIZERS: dict[str, OptimizerBuilder] = {
     "sgd_momentum": sgd_momentum,
@@ -121,6 +125,7 @@ OPTIMIZERS: dict[str, OptimizerBuilder] = {
     "lion_single": lion_single,
     "lion_caution_foreach": lion_caution_foreach,
     "lion_caution_single": lion_caution_single,
+    "lion_bf16_momentum_foreach": lion_bf16_momentum_foreach,
 }
 
 

@@ -42,25 +42,32 @@ def decisions(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 
 
 class Twin:
-    """Clones of the params and their momenta, stepped with the reference kernel."""
+    """Clones of the params and their momenta (and, for 16-bit params, Kahan compensations, as Lion's default keeps
+    them), stepped with the reference kernel."""
 
     def __init__(self, params: list[torch.nn.Parameter]) -> None:
         self.params = [p.detach().clone() for p in params]
         self.exp_avgs = [torch.zeros_like(p) for p in params]
+        low = (torch.bfloat16, torch.float16)
+        self.comps = [torch.zeros_like(p) if p.dtype in low else None for p in params]
 
     def step(self, grads: list[Tensor | None], caution: bool = False) -> None:
-        keep = [i for i, g in enumerate(grads) if g is not None]
-        _single_tensor_lion(
-            [self.params[i] for i in keep],
-            [grads[i] for i in keep],  # type: ignore[misc]
-            [self.exp_avgs[i] for i in keep],
-            beta1=HYPER["betas"][0],  # type: ignore[index]
-            beta2=HYPER["betas"][1],  # type: ignore[index]
-            lr=HYPER["lr"],  # type: ignore[arg-type]
-            weight_decay=HYPER["weight_decay"],  # type: ignore[arg-type]
-            caution=caution,
-            maximize=False,
-        )
+        for i, g in enumerate(grads):
+            if g is None:
+                continue
+            comp = self.comps[i]
+            _single_tensor_lion(
+                [self.params[i]],
+                [g],
+                [self.exp_avgs[i]],
+                beta1=HYPER["betas"][0],  # type: ignore[index]
+                beta2=HYPER["betas"][1],  # type: ignore[index]
+                lr=HYPER["lr"],  # type: ignore[arg-type]
+                weight_decay=HYPER["weight_decay"],  # type: ignore[arg-type]
+                caution=caution,
+                maximize=False,
+                kahan_comps=None if comp is None else [comp],
+            )
 
     def assert_same(self, opt: Lion, params: list[torch.nn.Parameter]) -> None:
         for p, want_p, want_m in zip(params, self.params, self.exp_avgs, strict=True):
@@ -213,12 +220,12 @@ def test_a_deepcopy_or_pickle_does_not_share_the_decision() -> None:
     opt = Lion(params, **HYPER)
     _grads(params, seed=0)
     opt.step()
-    assert opt._dispatch_caches[0]._plan is not None
+    assert opt._dispatch_caches[0][0]._plan is not None
     clone = copy.deepcopy(opt)
     assert clone._dispatch_caches == []
     clone_params = clone.param_groups[0]["params"]
     for p in clone_params:
         p.grad = torch.ones_like(p)
     clone.step()  # its own decision, for its own tensors
-    assert clone._dispatch_caches[0]._plan is not None
-    assert clone._dispatch_caches[0]._plan is not opt._dispatch_caches[0]._plan
+    assert clone._dispatch_caches[0][0]._plan is not None
+    assert clone._dispatch_caches[0][0]._plan is not opt._dispatch_caches[0][0]._plan

@@ -76,3 +76,31 @@ def test_state_with_dtensors_loads_as_a_copy(mesh) -> None:
         assert torch.equal(loaded.full_tensor(), saved.full_tensor())
         saved.to_local().add_(1.0)  # the source keeps training: the loaded state must not follow
         assert not torch.equal(loaded.full_tensor(), saved.full_tensor())
+
+
+@pytest.mark.parametrize("foreach", [False, True])
+@pytest.mark.parametrize(("dtype", "options"), [(torch.bfloat16, {}), (torch.float32, {"momentum_dtype": "bfloat16"})])
+def test_low_precision_state_is_sharded_like_the_params(mesh, foreach, dtype, options) -> None:
+    # Kahan compensation (bf16 params) and a bf16 momentum (fp32 params) on DTensors: the same bits as plain tensors,
+    # and every state tensor is a DTensor with the parameter's placements.
+    from torch.distributed.tensor import DTensor, Shard, distribute_tensor
+
+    gen = torch.Generator().manual_seed(1)
+    base = [torch.randn(10, 4, generator=gen).to(dtype), torch.randn(6, generator=gen).to(dtype)]
+    sharded = [torch.nn.Parameter(distribute_tensor(b.clone(), mesh, [Shard(0)])) for b in base]
+    plain = [torch.nn.Parameter(b.clone()) for b in base]
+    kw = {"lr": 1e-3, "weight_decay": 0.1, "caution": True, **options}
+    opt_sharded, opt_plain = Lion(sharded, foreach=foreach, **kw), Lion(plain, foreach=False, **kw)
+    for _ in range(3):
+        grads = [torch.randn(b.shape, generator=gen).to(dtype) for b in base]
+        for p, q, g in zip(sharded, plain, grads, strict=True):
+            p.grad, q.grad = distribute_tensor(g, mesh, [Shard(0)]), g.clone()
+        opt_sharded.step()
+        opt_plain.step()
+    for p, q in zip(sharded, plain, strict=True):
+        assert torch.equal(p.full_tensor().detach(), q.detach())
+        state, want = opt_sharded.state[p], opt_plain.state[q]
+        assert sorted(state) == sorted(want)
+        for key, value in state.items():
+            assert isinstance(value, DTensor) and value.placements == p.placements
+            assert value.dtype == want[key].dtype and torch.equal(value.full_tensor(), want[key]), key

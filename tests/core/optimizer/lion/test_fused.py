@@ -424,7 +424,7 @@ def test_n_dimensional_tensors_go_to_the_kernel_as_they_are_or_as_flat_views(mon
     ps, gs, ms = make_params(torch.float32, seed=9, shapes=shapes)
     kwargs = {"beta1": 0.9, "beta2": 0.99, "lr": 0.01, "weight_decay": 0.1, "caution": False, "maximize": False}
     _fused_lion(ps[:1], gs[:1], ms[:1], **kwargs)  # type: ignore[arg-type]
-    kernel = dispatch._KERNELS[(torch.device("cpu"), torch.float32, False, "inductor")]
+    kernel = dispatch._KERNELS[(torch.device("cpu"), torch.float32, torch.float32, False, False, "inductor")]
     assert kernel.accepts_nd  # inductor's CPU kernels take data pointers
     want_ps, want_gs, want_ms = clone_all(ps, gs, ms)
     _single_tensor_lion(want_ps, want_gs, want_ms, **kwargs)  # type: ignore[arg-type]
@@ -446,7 +446,7 @@ def test_changing_lr_and_weight_decay_never_recompiles() -> None:
 
     ps, gs, ms = make_params(torch.float32, seed=8)
     _fused_lion(ps, gs, ms, beta1=0.9, beta2=0.99, lr=0.01, weight_decay=0.0, caution=False, maximize=False)
-    kernel = dispatch._KERNELS[(torch.device("cpu"), torch.float32, False, "inductor")]
+    kernel = dispatch._KERNELS[(torch.device("cpu"), torch.float32, torch.float32, False, False, "inductor")]
     compiles, graphs = kernel.backend.calls, counters["stats"]["unique_graphs"]
     for i, lr in enumerate([torch.tensor([0.02]), torch.tensor(0.5), 0.125, torch.tensor([1e-4], dtype=torch.float64)]):
         before = clone_all(ps, gs, ms)

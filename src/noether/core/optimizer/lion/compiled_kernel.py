@@ -24,9 +24,10 @@ Design (why it looks like this):
   graph by its hints and could otherwise return this graph compiled for small sizes (2.5x slower).
 - Every scalar (lr, the decay factor, both lerp weights) enters the graph as a 0-d tensor, so a changing
   (tensor or float) lr or a scheduled weight decay never recompiles.
-- Low-precision params (bf16/fp16) are computed in float32 and rounded after every step the eager
-  kernel rounds (inductor's ``emulate_precision_casts``), and floating-point contraction is on so the
-  products that eager CPU kernels compute with an FMA (``lerp``, ``add(alpha=)``) are rounded once here
+- Low-precision values (bf16/fp16 params or momentum) are widened to float32, the step is computed there and each
+  stored value (param, momentum, Kahan compensation) is rounded once, as the reference does (inductor's
+  ``emulate_precision_casts`` keeps the rounding of ``p`` that the compensation measures), and floating-point
+  contraction is on so the products that eager CPU kernels compute with an FMA (``lerp``) are rounded once here
   too: on CPU the result is bit-identical to the single-tensor kernel (tested). Other compilers or
   devices may contract differently; then ``exp_avg`` differs in the last ulp and, only where the Lion
   direction is within one rounding of zero, ``p`` differs by one ``lr`` step.
@@ -49,7 +50,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from noether.core.optimizer.lion.reference import _CAUTION_MIN_MEAN
+from noether.core.optimizer.lion.reference import _CAUTION_MIN_MEAN, _compute_dtype
 
 __all__ = ["FusedLionCompileError"]
 
@@ -91,11 +92,6 @@ class FusedLionCompileError(RuntimeError):
     """Raised when the fused Lion kernel cannot be compiled on this machine (use ``fused=False``)."""
 
 
-def _opmath_dtype(dtype: torch.dtype) -> torch.dtype:
-    """The dtype eager kernels compute in for ``dtype``: float32 for 16-bit floats, else ``dtype`` itself."""
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
 def _agree(d: Tensor, g: Tensor) -> Tensor:
     """``sign(d) * g > 0`` as a bool mask: where the direction and the gradient have one sign, neither zero.
 
@@ -109,6 +105,7 @@ def _lion_update_(
     p: Tensor,
     g: Tensor,
     m: Tensor,
+    c: Tensor | None,
     lr64: Tensor,
     step: Tensor,
     decay: Tensor,
@@ -118,17 +115,17 @@ def _lion_update_(
     *,
     caution: bool,
 ) -> None:
-    """One Lion update of ``p`` and ``m`` in place, with the numerics of ``reference._single_tensor_lion``.
+    """One Lion update of ``p``, ``m`` (and the compensation ``c``) in place, with the numerics of the reference.
 
-    ``p``, ``g`` and ``m`` have one shape and one real dtype. The scalars are 0-d tensors: ``lr64`` the lr in
-    float64; in the compute dtype (float32 for bf16/fp16, else the dtype itself) ``step`` = lr rounded to the
-    param dtype, ``decay`` = 1 - lr * weight_decay, ``w1`` = 1 - beta1, ``w2`` = 1 - beta2 and ``grad_sign``
-    = -1 to maximize, else 1 (multiplying by it is ``-g`` bit for bit, so maximize needs no kernel of its own).
-    Every intermediate is rounded to the param dtype where the eager kernel rounds it.
+    ``p``, ``g`` (and ``c``) share one real dtype, ``m`` has a real dtype of its own. The scalars are 0-d tensors:
+    ``lr64`` the lr in float64; in the compute dtype (float64 if ``p`` or ``m`` is float64, else float32) ``step`` =
+    lr, ``decay`` = 1 - lr * weight_decay, ``w1`` = 1 - beta1, ``w2`` = 1 - beta2 and ``grad_sign`` = -1 to
+    maximize, else 1 (multiplying by it is ``-g`` bit for bit, so maximize needs no kernel of its own). Each stored
+    value is rounded once, from the compute dtype.
     """
-    dtype = p.dtype
-    compute = _opmath_dtype(dtype)
-    if compute is dtype:
+    dtype, m_dtype = p.dtype, m.dtype
+    compute = _compute_dtype(dtype, m_dtype)
+    if compute is dtype and compute is m_dtype and c is None:
         # Full precision: no casts (fewer graph nodes, a faster trace and compile).
         g = g * grad_sign
         d = torch.lerp(m, g, w1)
@@ -143,21 +140,26 @@ def _lion_update_(
         return
     g_c = g.to(compute) * grad_sign
     m_c = m.to(compute)
-    d = torch.lerp(m_c, g_c, w1).to(dtype)  # rounded as eager rounds it: a tiny value may become 0
+    d = torch.lerp(m_c, g_c, w1)
     u = torch.sign(d)
     if caution:
-        agree = _agree(d.to(compute), g_c)
-        u = u * agree.to(dtype)
+        agree = _agree(d, g_c)
+        u = u * agree.to(compute)
         mean = agree.sum(dtype=torch.int32).to(torch.float64) / agree.numel()
-        step = (lr64 / torch.clamp(mean, min=_CAUTION_MIN_MEAN)).to(dtype).to(compute)
-    decayed = (p.to(compute) * decay).to(dtype)
-    p.copy_((decayed.to(compute) - u.to(compute) * step).to(dtype))
-    m.copy_(torch.lerp(m_c, g_c, w2).to(dtype))
+        step = (lr64 / torch.clamp(mean, min=_CAUTION_MIN_MEAN)).to(compute)
+    x = p.to(compute)
+    if c is not None:
+        x = x + c.to(compute)
+    x = x * decay - u * step
+    rounded = x.to(dtype)
+    p.copy_(rounded)
+    if c is not None:
+        c.copy_((x - rounded.to(compute)).to(dtype))
+    m.copy_(torch.lerp(m_c, g_c, w2).to(m_dtype))
 
 
-def _hyper_scalars(hyper: dict[str, Any], dtype: torch.dtype, device: torch.device) -> list[Tensor]:
-    """The kernel's scalars for params of real ``dtype`` on ``device`` (see :func:`_lion_update_`)."""
-    compute = _opmath_dtype(dtype)
+def _hyper_scalars(hyper: dict[str, Any], compute: torch.dtype, device: torch.device) -> list[Tensor]:
+    """The kernel's scalars for the compute dtype ``compute`` on ``device`` (see :func:`_lion_update_`)."""
     lr, weight_decay, beta1, beta2 = hyper["lr"], hyper["weight_decay"], hyper["beta1"], hyper["beta2"]
     if isinstance(lr, Tensor):
         lr64 = lr.detach().reshape(()).to(device=device, dtype=torch.float64)
@@ -165,7 +167,7 @@ def _hyper_scalars(hyper: dict[str, Any], dtype: torch.dtype, device: torch.devi
         lr64 = torch.tensor(lr, dtype=torch.float64, device=device)
     return [
         lr64,
-        lr64.to(dtype).to(compute),
+        lr64.to(compute),
         (1.0 - lr64 * weight_decay).to(compute),
         torch.tensor(1.0 - beta1, dtype=compute, device=device),
         torch.tensor(1.0 - beta2, dtype=compute, device=device),
@@ -176,16 +178,16 @@ def _hyper_scalars(hyper: dict[str, Any], dtype: torch.dtype, device: torch.devi
 _N_SCALARS = 6
 
 
-def _make_chunk_function(caution: bool, tag: str) -> Callable[..., None]:
+def _make_chunk_function(caution: bool, kahan: bool, tag: str) -> Callable[..., None]:
     """A function updating one chunk of triples, with a code object of its own.
 
     Dynamo keeps its compiled code (and its recompile limit) per code object; one per kernel key keeps
     the keys from evicting each other.
     """
 
-    def lion_chunk(ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], *scalars: Tensor) -> None:
-        for p, g, m in zip(ps, gs, ms, strict=True):
-            _lion_update_(p, g, m, *scalars, caution=caution)
+    def lion_chunk(ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], cs: list[Tensor], *scalars: Tensor) -> None:
+        for i, (p, g, m) in enumerate(zip(ps, gs, ms, strict=True)):
+            _lion_update_(p, g, m, cs[i] if kahan else None, *scalars, caution=caution)
 
     code = lion_chunk.__code__.replace(co_name=f"lion_chunk_{tag}")
     return types.FunctionType(code, lion_chunk.__globals__, code.co_name, None, lion_chunk.__closure__)
@@ -222,19 +224,30 @@ class _CaptureBackend:
 
 
 class _ChunkKernel:
-    """The compiled chunk kernel for one (device, dtype, caution), called without dynamo's guards."""
+    """The compiled chunk kernel for one (device, dtype, momentum dtype, Kahan, caution), called without guards."""
 
-    def __init__(self, device: torch.device, dtype: torch.dtype, caution: bool) -> None:
+    def __init__(
+        self,
+        device: torch.device,
+        dtype: torch.dtype,
+        caution: bool,
+        momentum_dtype: torch.dtype | None = None,
+        kahan: bool = False,
+    ) -> None:
         self.device = device
         self.dtype = dtype
+        self.momentum_dtype = dtype if momentum_dtype is None else momentum_dtype
         self.caution = caution
+        self.kahan = kahan
         self.chunk = _CHUNK
-        self.compute_dtype = _opmath_dtype(dtype)
-        tag = f"{device.type}{device.index if device.index is not None else ''}_{str(dtype).split('.')[-1]}"
-        self.eager = _make_chunk_function(caution, f"{tag}_caution{int(caution)}")
+        self.compute_dtype = _compute_dtype(dtype, self.momentum_dtype)
+        names = "_".join(str(d).split(".")[-1] for d in (dtype, self.momentum_dtype))
+        tag = f"{device.type}{device.index if device.index is not None else ''}_{names}_kahan{int(kahan)}"
+        self.eager = _make_chunk_function(caution, kahan, f"{tag}_caution{int(caution)}")
         self.backend = _CaptureBackend()
-        # Scratch triples that fill a short last chunk; never read back.
-        self.pads = [[torch.zeros(2, dtype=dtype, device=device) for _ in range(self.chunk)] for _ in range(3)]
+        # Scratch tensors that fill a short last chunk; never read back.
+        self.dtypes = (dtype, dtype, self.momentum_dtype) + ((dtype,) if kahan else ())
+        self.pads = [[torch.zeros(2, dtype=d, device=device) for _ in range(self.chunk)] for d in self.dtypes]
         self.pad_sizes = [2] * self.chunk
         self._getter: Callable[[list[Any]], tuple[Any, ...]] = operator.itemgetter(0)
         self.accepts_nd = False
@@ -243,7 +256,9 @@ class _ChunkKernel:
 
     def _compile(self) -> None:
         sizes = list(_HINT_SIZES[: self.chunk])
-        triples = [[torch.zeros(n, dtype=self.dtype, device=self.device) for n in sizes] for _ in range(3)]
+        triples = [[torch.zeros(n, dtype=d, device=self.device) for n in sizes] for d in self.dtypes]
+        if not self.kahan:
+            triples.append([])
         scalars = self._scalars((1.0,) * _N_SCALARS)
         compiled = torch.compile(self.eager, backend=self.backend, dynamic=True, fullgraph=True)
         try:
@@ -259,8 +274,8 @@ class _ChunkKernel:
                 "fused Lion: torch.compile did not compile the kernel (is dynamo disabled, e.g. by "
                 "TORCHDYNAMO_DISABLE=1 or torch.compiler.set_stance('force_eager')?); use fused=False"
             )
-        # Source layout of one call: ps, gs, ms, the scalars, then the sizes.
-        sources: list[Any] = [*triples[0], *triples[1], *triples[2], *scalars]
+        # Source layout of one call: ps, gs, ms, the compensations (if any), the scalars, then the sizes.
+        sources: list[Any] = [*triples[0], *triples[1], *triples[2], *triples[3], *scalars]
         index: list[int] = []
         for example in self.backend.example_inputs:
             if isinstance(example, Tensor):
@@ -282,8 +297,8 @@ class _ChunkKernel:
         return _CAUTION_MAX_NUMEL if self.caution else _MAX_NUMEL
 
     def scalars(self, hyper: dict[str, Any], dtype: torch.dtype, device: torch.device) -> list[Tensor]:
-        """The 0-d tensor scalars of one call (see :func:`_lion_update_`)."""
-        return _hyper_scalars(hyper, dtype, device)
+        """The 0-d tensor scalars of one call (see :func:`_lion_update_`), in this kernel's compute dtype."""
+        return _hyper_scalars(hyper, self.compute_dtype, device)
 
     def _scalars(self, values: tuple[float, ...]) -> list[Tensor]:
         dtypes = (torch.float64,) + (self.compute_dtype,) * (_N_SCALARS - 1)
@@ -315,53 +330,58 @@ class _ChunkKernel:
             shapes = [((2, 3), (3, 1, 2), (1, 4), (2, 2, 2))[i % 4] if i % 2 else s for i, s in enumerate(shapes)]
         gen = torch.Generator().manual_seed(0)
 
-        def exact(shape: tuple[int, ...], scale: float) -> Tensor:
-            return (torch.randint(-8, 9, shape, generator=gen).to(self.dtype) * scale).to(self.device)
+        def exact(shape: tuple[int, ...], scale: float, dtype: torch.dtype) -> Tensor:
+            return (torch.randint(-8, 9, shape, generator=gen).to(dtype) * scale).to(self.device)
 
-        ps = [exact(s, 0.5) for s in shapes]
-        gs = [exact(s, 0.25) for s in shapes]
-        ms = [exact(s, 0.125) for s in shapes]
+        ps = [exact(s, 0.5, self.dtype) for s in shapes]
+        gs = [exact(s, 0.25, self.dtype) for s in shapes]
+        ms = [exact(s, 0.125, self.momentum_dtype) for s in shapes]
+        # Compensations below the parameters' last place (in 16-bit dtypes): the sum rounds, the new one is not 0.
+        cs = [exact(s, 2.0**-12, self.dtype) for s in shapes] if self.kahan else []
         scalars = self._scalars((0.5, 0.5, 0.5, 0.5, 0.25, -1.0))  # lr64, step, decay, w1, w2, grad_sign
-        expected = [[t.clone().view(-1) for t in ts] for ts in (ps, gs, ms)]
+        expected = [[t.clone().view(-1) for t in ts] for ts in (ps, gs, ms, cs)]
         with torch.no_grad():
             self.eager(*expected, *scalars)
-            self.call(ps, gs, ms, [p.numel() for p in ps], scalars)
-        return all(
-            torch.equal(got.view(-1), want) for got, want in zip([*ps, *ms], [*expected[0], *expected[2]], strict=True)
-        )
+            self.call(ps, gs, ms, [p.numel() for p in ps], scalars, cs if self.kahan else None)
+        got, want = [*ps, *ms, *cs], [*expected[0], *expected[2], *expected[3]]
+        return all(torch.equal(a.view(-1), b) for a, b in zip(got, want, strict=True))
 
     def call(
-        self, ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], numels: list[int], scalars: list[Tensor]
+        self,
+        ps: list[Tensor],
+        gs: list[Tensor],
+        ms: list[Tensor],
+        numels: list[int],
+        scalars: list[Tensor],
+        cs: list[Tensor] | None = None,
     ) -> None:
         """Update triples of ``numels`` (>= 2) elements in place, one chunk per compiled call.
 
         Each triple's elements must fill ``numels[i]`` consecutive storage slots in one order for all three tensors
-        (contiguous, or dense with one shared permuted layout).
+        (contiguous, or dense with one shared permuted layout); ``cs``, the Kahan compensations, are laid out like
+        the parameters and given exactly when the kernel has them.
         """
         compiled = self.backend.compiled
         assert compiled is not None
+        if (cs is not None) != self.kahan:
+            raise ValueError(f"compiled Lion kernel: kahan={self.kahan} but compensations were given: {cs is not None}")
+        lists = [ps, gs, ms] + ([cs] if cs is not None else [])
         if not self.accepts_nd:
-            ps, gs, ms = ([_flat(t, n) for t, n in zip(ts, numels, strict=True)] for ts in (ps, gs, ms))
+            lists = [[_flat(t, n) for t, n in zip(ts, numels, strict=True)] for ts in lists]
         getter = self._getter
         k = self.chunk
         for start in range(0, len(ps), k):
             stop = start + k
             missing = stop - len(ps)
-            if missing <= 0:
-                src = [*ps[start:stop], *gs[start:stop], *ms[start:stop], *scalars, *numels[start:stop]]
-            else:
-                pads_p, pads_g, pads_m = (pad[:missing] for pad in self.pads)
-                src = [
-                    *ps[start:],
-                    *pads_p,
-                    *gs[start:],
-                    *pads_g,
-                    *ms[start:],
-                    *pads_m,
-                    *scalars,
-                    *numels[start:],
-                    *self.pad_sizes[:missing],
-                ]
+            src: list[Any] = []
+            for ts, pad in zip(lists, self.pads, strict=True):
+                src += ts[start:stop]
+                if missing > 0:
+                    src += pad[:missing]
+            src += scalars
+            src += numels[start:stop]
+            if missing > 0:
+                src += self.pad_sizes[:missing]
             compiled(*getter(src))
 
 

@@ -43,16 +43,30 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["CpuKernelBuildError"]
+__all__ = ["C_DTYPES", "C_PAIRS", "CpuKernelBuildError"]
 
 logger = logging.getLogger(__name__)
 
-_DTYPES = {torch.float32: "f32", torch.float64: "f64", torch.bfloat16: "bf16"}
-"""The library's ``lion_<name>`` functions, one per dtype."""
+_NAMES = {torch.float32: "f32", torch.float64: "f64", torch.bfloat16: "bf16"}
 
-C_DTYPES = frozenset(_DTYPES)
-"""The dtypes with a C kernel. float16 stays with the inductor kernel: gcc does not vectorize ``_Float16``
-conversions without AVX512-FP16."""
+_FUNCTIONS = {
+    (p, m): f"lion_{_NAMES[p]}_{_NAMES[m]}"
+    for p, m in (
+        (torch.float32, torch.float32),
+        (torch.float64, torch.float64),
+        (torch.bfloat16, torch.bfloat16),
+        (torch.float32, torch.bfloat16),
+        (torch.bfloat16, torch.float32),
+    )
+}
+"""The library's functions, one per (parameter dtype, momentum dtype) pair."""
+
+C_DTYPES = frozenset(p for p, m in _FUNCTIONS if p is m)
+"""The parameter dtypes with a C kernel (momentum of the same dtype). float16 stays with the inductor kernel: gcc does
+not vectorize ``_Float16`` conversions without AVX512-FP16."""
+
+C_PAIRS = frozenset(_FUNCTIONS)
+"""The (parameter dtype, momentum dtype) pairs with a C kernel: the same dtype, and float32 with bfloat16 either way."""
 
 _SOURCE_FILE = "lion.c"
 """The kernel's C source, shipped beside this module as package data."""
@@ -235,8 +249,8 @@ def _build_and_load() -> ctypes.CDLL:
         library = _compile(cc, source_text, directory, stem)
     lib = ctypes.CDLL(str(library))
     pointer = ctypes.c_void_p
-    for name in _DTYPES.values():
-        function = getattr(lib, f"lion_{name}")
+    for name in _FUNCTIONS.values():
+        function = getattr(lib, name)
         function.restype = None
         function.argtypes = [
             ctypes.c_int64,
@@ -244,11 +258,13 @@ def _build_and_load() -> ctypes.CDLL:
             pointer,
             pointer,
             pointer,
+            pointer,
             ctypes.c_double,
             ctypes.c_double,
             ctypes.c_double,
             ctypes.c_double,
             ctypes.c_double,
+            ctypes.c_int,
             ctypes.c_int,
             ctypes.c_int,
             ctypes.c_int,

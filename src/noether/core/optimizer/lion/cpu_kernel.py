@@ -3,20 +3,23 @@
 ``Lion`` on CPU (the default path, and ``fused=True``) calls :meth:`CpuLionKernel.call` with the flat lists of one
 dtype. The C function (``lion.c``, built by :mod:`.cpu_build`) updates every tensor of the list in one OpenMP parallel
 region: tensors below ``_BIG`` elements are handed out to threads whole (a small tensor costs no fork/join of its
-own), larger ones are split between the threads. The math is that of :mod:`.reference`, element by element, with the
-same roundings, per dtype::
+own), larger ones are split between the threads. The math is that of :mod:`.reference`, element by element, in the
+compute type ``C`` (float, or double for float64; ``load`` widens exactly)::
 
-    g  := -g                                  if maximize (exact)
-    pd := round(p * decay)                    decay = 1 - lr * weight_decay, in the compute dtype
-    d  := round(lerp(m, g, w1))               lerp as ATen computes it: fma(w, g - m, m) if |w| < 0.5,
+    g  := -load(g)                            if maximize (exact)
+    m  := load(m)
+    d  := lerp(m, g, w1)                      lerp as ATen computes it: fma(w, g - m, m) if |w| < 0.5,
                                               else fma(-(g - m), 1 - w, g); w1 = 1 - beta1
     u  := sign(d)                             (d > 0) - (d < 0): 0 for 0 and NaN
-    if caution: u := u * [u * g > 0]; step := round(lr / max(count / numel, 1e-3)), count an exact integer
-    p  := round(pd - u * step)                one rounding: u * step is exact
-    m  := round(lerp(m, g, w2))               w2 = 1 - beta2
+    if caution: u := u * [u * g > 0]; step := (C)(lr / max(count / numel, 1e-3)), count an exact integer
+    x  := load(p) + load(k)                   + load(k) only with Kahan summation (k: the compensation)
+    x  := x * decay                           decay = 1 - lr * weight_decay, in C
+    x  := x - u * step                        u * step is exact
+    p  := round_p(x);  k := round_p(x - load(p))   the latter with Kahan summation only
+    m  := round_m(lerp(m, g, w2))             w2 = 1 - beta2
 
-``round`` is to the parameter's dtype (a no-op for float32 and float64, which compute in their own dtype; bfloat16
-computes in float32). The source is compiled with ``-ffp-contract=off`` so that the only fused multiply-adds
+``round`` is to the stored dtype (a no-op for float32 and float64; round to nearest even for bfloat16), once per
+stored value. The source is compiled with ``-ffp-contract=off`` so that the only fused multiply-adds
 are the explicit ``fma`` calls of the lerp, as in ATen's vectorised CPU kernels. With ``caution``, a tensor split
 between threads is counted first (each thread its half), then updated; a small tensor is counted and updated by one
 thread while it is still in that core's cache.
@@ -38,10 +41,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from noether.core.optimizer.lion.cpu_build import _DTYPES, C_DTYPES, CpuKernelBuildError, _library
-from noether.core.optimizer.lion.reference import _single_tensor_lion
+from noether.core.optimizer.lion.cpu_build import _FUNCTIONS, C_DTYPES, C_PAIRS, CpuKernelBuildError, _library
+from noether.core.optimizer.lion.reference import _compute_dtype, _single_tensor_lion
 
-__all__ = ["C_DTYPES", "CpuKernelBuildError", "CpuLionKernel", "pointers", "sizes_array"]
+__all__ = ["C_DTYPES", "C_PAIRS", "CpuKernelBuildError", "CpuLionKernel", "pointers", "sizes_array"]
 
 _BIG = 1 << 18
 """Tensors with at least this many elements are split between threads; smaller ones go to one thread whole."""
@@ -63,19 +66,25 @@ def sizes_array(numels: Sequence[int]) -> array.array[int]:
 
 
 class CpuLionKernel:
-    """The C kernel for one dtype of CPU tensors, with the compiled chunk kernel's interface."""
+    """The C kernel for one (parameter dtype, momentum dtype) pair of CPU tensors, with or without compensation."""
 
     max_numel = sys.maxsize
     """The count is an int64 summed from int32 blocks: every tensor size is exact."""
 
-    def __init__(self, dtype: torch.dtype, caution: bool) -> None:
-        if dtype not in _DTYPES:
-            raise CpuKernelBuildError(f"no C kernel for {dtype}")
+    def __init__(
+        self, dtype: torch.dtype, caution: bool, momentum_dtype: torch.dtype | None = None, kahan: bool = False
+    ) -> None:
+        momentum_dtype = dtype if momentum_dtype is None else momentum_dtype
+        if (dtype, momentum_dtype) not in _FUNCTIONS:
+            raise CpuKernelBuildError(f"no C kernel for {dtype} parameters with {momentum_dtype} momentum")
         if ctypes.sizeof(ctypes.c_void_p) != array.array("Q").itemsize:
             raise CpuKernelBuildError("the C kernel's pointer arrays need 64-bit pointers")
         self.dtype = dtype
+        self.momentum_dtype = momentum_dtype
+        self.compute_dtype = _compute_dtype(dtype, momentum_dtype)
         self.caution = caution
-        self._function = getattr(_library(), f"lion_{_DTYPES[dtype]}")
+        self.kahan = kahan
+        self._function = getattr(_library(), _FUNCTIONS[(dtype, momentum_dtype)])
         self._self_check()
 
     def _self_check(self) -> None:
@@ -83,21 +92,29 @@ class CpuLionKernel:
         gen = torch.Generator().manual_seed(0)
         sizes = [3, 17, 1000, _BIG + 5]
 
-        def exact(n: int, scale: float) -> Tensor:
-            return torch.randint(-8, 9, (n,), generator=gen).to(self.dtype) * scale
+        def exact(n: int, scale: float, dtype: torch.dtype) -> Tensor:
+            return torch.randint(-8, 9, (n,), generator=gen).to(dtype) * scale
 
         for maximize, betas in ((False, (0.5, 0.75)), (True, (0.875, 0.25))):
-            ps, gs, ms = ([exact(n, s) for n in sizes] for s in (0.5, 0.25, 0.125))
+            ps, gs = ([exact(n, s, self.dtype) for n in sizes] for s in (0.5, 0.25))
+            ms = [exact(n, 0.125, self.momentum_dtype) for n in sizes]
+            # Compensations below the parameters' last place: the sum rounds, and the new compensation is not 0.
+            cs = [exact(n, 2.0**-12, self.dtype) for n in sizes] if self.kahan else None
             want = [[t.clone() for t in ts] for ts in (ps, gs, ms)]
+            want_cs = [c.clone() for c in cs] if cs is not None else None
             hyper: dict[str, Any] = {"beta1": betas[0], "beta2": betas[1], "lr": 0.5, "weight_decay": 1.0}
             hyper |= {"caution": self.caution, "maximize": maximize}
-            self.call(ps, gs, ms, sizes, self.scalars(hyper, self.dtype, torch.device("cpu")))
-            _single_tensor_lion(*want, **hyper)
-            if not all(torch.equal(a, b) for a, b in zip([*ps, *ms], [*want[0], *want[2]], strict=True)):
-                raise CpuKernelBuildError(f"the C kernel for {self.dtype} failed its self-check against the reference")
+            self.call(ps, gs, ms, sizes, self.scalars(hyper, self.dtype, torch.device("cpu")), cs)
+            _single_tensor_lion(*want, **hyper, kahan_comps=want_cs)
+            got, expected = [*ps, *ms, *(cs or [])], [*want[0], *want[2], *(want_cs or [])]
+            if not all(torch.equal(a, b) for a, b in zip(got, expected, strict=True)):
+                raise CpuKernelBuildError(
+                    f"the C kernel for {self.dtype} parameters with {self.momentum_dtype} momentum (kahan="
+                    f"{self.kahan}) failed its self-check against the reference"
+                )
 
     def scalars(self, hyper: dict[str, Any], dtype: torch.dtype, device: torch.device) -> tuple[float, ...]:
-        """lr, decay, both lerp weights, the plain step (lr rounded to the dtype) and maximize, for the C call.
+        """lr, decay, both lerp weights, the plain step (lr rounded to the compute dtype) and maximize, for the C call.
 
         The decay is ``1 - lr * weight_decay`` in float64 as the single-tensor kernel computes it; the C function
         converts it and the weights to the compute dtype, as ATen converts a Python scalar.
@@ -105,7 +122,7 @@ class CpuLionKernel:
         lr = hyper["lr"]
         lr64 = float(lr.detach().reshape(()).to(torch.float64)) if isinstance(lr, Tensor) else float(lr)
         decay = 1.0 - lr64 * hyper["weight_decay"]
-        step = _rounded(lr64, dtype)
+        step = _rounded(lr64, self.compute_dtype)
         return (lr64, decay, 1.0 - hyper["beta1"], 1.0 - hyper["beta2"], step, float(hyper["maximize"]))
 
     def call(
@@ -115,13 +132,20 @@ class CpuLionKernel:
         ms: Sequence[Tensor],
         numels: Sequence[int],
         scalars: tuple[float, ...],
+        cs: Sequence[Tensor] | None = None,
     ) -> None:
-        """Update the triples in place; each is contiguous (or dense in one shared layout) with ``numels[i]`` >= 1."""
+        """Update the triples in place; each is contiguous (or dense in one shared layout) with ``numels[i]`` >= 1.
+
+        ``cs`` are the Kahan compensations (laid out like the parameters), required exactly when the kernel has them.
+        """
         n = len(ps)
         if n == 0:
             return
+        if (cs is not None) != self.kahan:
+            raise ValueError(f"C Lion kernel: kahan={self.kahan} but compensations were {'' if cs else 'not '}given")
         arrays = [pointers(ts) for ts in (ps, gs, ms)]
-        self.call_arrays(n, arrays[0], arrays[1], arrays[2], sizes_array(numels), scalars)
+        comps = pointers(cs) if cs is not None else arrays[0]
+        self.call_arrays(n, arrays[0], arrays[1], arrays[2], sizes_array(numels), scalars, comps)
 
     def call_arrays(
         self,
@@ -131,18 +155,22 @@ class CpuLionKernel:
         ms: array.array[int],
         numels: array.array[int],
         scalars: tuple[float, ...],
+        cs: array.array[int] | None = None,
     ) -> None:
         """:meth:`call` on prepared arrays (:func:`pointers`, :func:`sizes_array`) of ``n`` triples.
 
-        A caller that updates the same tensors step after step keeps the arrays of the params and momenta and builds
-        only the gradients' one.
+        A caller that updates the same tensors step after step keeps the arrays of the params and momenta (and
+        compensations, which a kernel with Kahan summation requires) and builds only the gradients' one.
         """
+        if self.kahan and cs is None:
+            raise ValueError("C Lion kernel: kahan=True but no compensations were given")
         lr64, decay, w1, w2, step, maximize = scalars
         self._function(
             n,
             ps.buffer_info()[0],
             gs.buffer_info()[0],
             ms.buffer_info()[0],
+            (cs if cs is not None else ps).buffer_info()[0],
             numels.buffer_info()[0],
             lr64,
             decay,
@@ -151,6 +179,7 @@ class CpuLionKernel:
             step,
             int(self.caution),
             int(maximize),
+            int(self.kahan),
             torch.get_num_threads(),
             _BIG,
         )

@@ -4,12 +4,17 @@ Kernels (each in a module of its own, all computing the update rule of :mod:`.re
 
 * :func:`.reference._single_tensor_lion` for ``foreach=False``, and for whatever no other kernel takes.
 * :func:`.foreach_kernel._multi_tensor_lion` for ``foreach=True``.
-* ``fused=True`` (:func:`_fused_lion`): on CPU the C kernel (:mod:`.cpu_kernel`) for float32, float64 and bfloat16;
-  on CUDA the Triton kernel (:mod:`.triton_kernel`) for float32, bfloat16 and float16 where Triton is installed; the
-  compiled kernel (:mod:`.compiled_kernel`) for everything else.
+* ``fused=True`` (:func:`_fused_lion`): on CPU the C kernel (:mod:`.cpu_kernel`) for float32, float64 and bfloat16
+  (momentum of the same dtype, or float32 and bfloat16 either way); on CUDA the Triton kernel (:mod:`.triton_kernel`)
+  for float32, bfloat16 and float16 where Triton is installed (without Kahan compensation and with momentum of the
+  parameter's dtype; the compiled kernel serves those options); the compiled kernel (:mod:`.compiled_kernel`) for
+  everything else.
 * The default (``foreach`` and ``fused`` both None): on CPU, :func:`_native_cpu_lion` runs the C kernel where it
-  applies (plain contiguous float32/float64/bfloat16 tensors of one dtype, and a C compiler to build it once per
-  machine); everything else takes the blocked foreach kernel. Same bits either way.
+  applies (plain contiguous tensors of one of those dtype pairs, and a C compiler to build it once per machine);
+  everything else takes the blocked foreach kernel. Same bits either way.
+
+Every kernel takes the optional Kahan compensations (``kahan_comps``, one per parameter, in its dtype) and momenta of
+another dtype than the parameters.
 
 Kernel objects are built on first use and kept per process in ``_KERNELS``.
 """
@@ -32,7 +37,7 @@ from torch import Tensor
 from torch._jit_internal import is_scripting
 
 from noether.core.optimizer.lion.compiled_kernel import FusedLionCompileError, _ChunkKernel
-from noether.core.optimizer.lion.cpu_kernel import C_DTYPES, CpuKernelBuildError, CpuLionKernel, pointers, sizes_array
+from noether.core.optimizer.lion.cpu_kernel import C_PAIRS, CpuKernelBuildError, CpuLionKernel, pointers, sizes_array
 from noether.core.optimizer.lion.foreach_kernel import _multi_tensor_lion
 from noether.core.optimizer.lion.reference import _PLAIN, LrT, _single_tensor_lion
 from noether.core.optimizer.lion.triton_kernel import TRITON_AVAILABLE, TRITON_DTYPES, TritonLionKernel
@@ -57,7 +62,15 @@ class _Kernel(Protocol):
 
     def scalars(self, hyper: dict[str, Any], dtype: torch.dtype, device: torch.device) -> Any: ...
 
-    def call(self, ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], numels: list[int], scalars: Any) -> None: ...
+    def call(
+        self,
+        ps: list[Tensor],
+        gs: list[Tensor],
+        ms: list[Tensor],
+        numels: list[int],
+        scalars: Any,
+        cs: list[Tensor] | None = None,
+    ) -> None: ...
 
 
 _CPU_KERNEL = os.environ.get("NOETHER_FUSED_LION_CPU", "c")
@@ -67,15 +80,24 @@ _CUDA_KERNEL = os.environ.get("NOETHER_FUSED_LION_CUDA", "triton")
 """Which kernel ``fused=True`` uses for CUDA tensors of the dtypes in ``TRITON_DTYPES``: ``"triton"``
 (:mod:`.triton_kernel`, the default where Triton is installed) or ``"inductor"`` (:mod:`.compiled_kernel`)."""
 
-_KERNELS: dict[tuple[torch.device, torch.dtype, bool, str], _Kernel] = {}
+_KernelKey = tuple[torch.device, torch.dtype, torch.dtype, bool, bool, str]
+"""(device, param dtype, momentum dtype, Kahan, caution, backend)."""
+
+_KERNELS: dict[_KernelKey, _Kernel] = {}
 _KERNELS_LOCK = threading.Lock()
 _WARNED: set[str] = set()
 
 
-def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _Kernel:
-    """The kernel for ``(device, dtype, caution)``, built on first use (once per process).
+def _get_kernel(
+    device: torch.device,
+    dtype: torch.dtype,
+    caution: bool,
+    momentum_dtype: torch.dtype | None = None,
+    kahan: bool = False,
+) -> _Kernel:
+    """The kernel for ``(device, dtype, momentum dtype, Kahan, caution)``, built on first use (once per process).
 
-    CPU tensors of the dtypes in ``C_DTYPES`` get the C kernel of :mod:`.cpu_kernel` unless
+    CPU tensors of the dtype pairs in ``C_PAIRS`` get the C kernel of :mod:`.cpu_kernel` unless
     ``NOETHER_FUSED_LION_CPU=inductor``; where it cannot be built (no C compiler, or its self-check fails) they get the
     inductor kernel, with a warning. CUDA tensors of the dtypes in ``TRITON_DTYPES`` get the Triton kernel where
     Triton is installed, unless ``NOETHER_FUSED_LION_CUDA=inductor``. Other dtypes and devices get the inductor kernel.
@@ -83,31 +105,37 @@ def _get_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _Ker
     either (no C++ compiler) gets the blocked foreach kernel, with a warning: same bits, never an error for a missing
     compiler.
     """
+    m_dtype = dtype if momentum_dtype is None else momentum_dtype
     if device.type == "cpu":
         backend = _CPU_KERNEL
         if backend == "c":
-            backend = "c" if dtype in C_DTYPES else "inductor"
+            backend = "c" if (dtype, m_dtype) in C_PAIRS else "inductor"
     elif device.type == "cuda":
         backend = _CUDA_KERNEL
         if backend == "triton":
-            backend = "triton" if TRITON_AVAILABLE and dtype in TRITON_DTYPES else "inductor"
+            # The Triton kernel has neither Kahan compensation nor another momentum dtype yet: the compiled kernel
+            # serves those.
+            plain = not kahan and m_dtype == dtype
+            backend = "triton" if TRITON_AVAILABLE and dtype in TRITON_DTYPES and plain else "inductor"
     else:
         backend = "inductor"
-    key = (device, dtype, caution, backend)
+    key = (device, dtype, m_dtype, kahan, caution, backend)
     kernel = _KERNELS.get(key)
     if kernel is None:
         with _KERNELS_LOCK:
             kernel = _KERNELS.get(key)
             if kernel is None:
-                kernel = _build_kernel(device, dtype, caution, backend)
+                kernel = _build_kernel(device, dtype, caution, backend, m_dtype, kahan)
                 _KERNELS[key] = kernel
     return kernel
 
 
-def _build_kernel(device: torch.device, dtype: torch.dtype, caution: bool, backend: str) -> _Kernel:
+def _build_kernel(
+    device: torch.device, dtype: torch.dtype, caution: bool, backend: str, momentum_dtype: torch.dtype, kahan: bool
+) -> _Kernel:
     if backend == "c":
         try:
-            return CpuLionKernel(dtype, caution)
+            return CpuLionKernel(dtype, caution, momentum_dtype, kahan)
         except CpuKernelBuildError as exc:
             _warn_once(f"fused Lion: using the inductor kernel on CPU: {exc}")
     elif backend == "triton":
@@ -120,11 +148,11 @@ def _build_kernel(device: torch.device, dtype: torch.dtype, caution: bool, backe
         # Nobody asked for inductor by name: a machine without a working compiler (inductor needs a C++ compiler on
         # CPU) still steps, with the blocked foreach kernel, which gives the same bits.
         try:
-            return _compile_chunk_kernel(device, dtype, caution)
+            return _compile_chunk_kernel(device, dtype, caution, momentum_dtype, kahan)
         except FusedLionCompileError as exc:
             _warn_once(f"{exc}. fused=True runs the blocked foreach kernel on CPU instead (same results, not fused)")
             return _ForeachKernel()
-    return _compile_chunk_kernel(device, dtype, caution)
+    return _compile_chunk_kernel(device, dtype, caution, momentum_dtype, kahan)
 
 
 def _warn_once(message: str) -> None:
@@ -133,17 +161,21 @@ def _warn_once(message: str) -> None:
         warnings.warn(message, RuntimeWarning, stacklevel=5)
 
 
-def _compile_chunk_kernel(device: torch.device, dtype: torch.dtype, caution: bool) -> _ChunkKernel:
+def _compile_chunk_kernel(
+    device: torch.device, dtype: torch.dtype, caution: bool, momentum_dtype: torch.dtype, kahan: bool
+) -> _ChunkKernel:
     """The inductor kernel, with its compile (seconds to tens of seconds, once per process) logged at INFO."""
     logger.info(
-        "fused Lion: compiling the inductor kernel for %s on %s (caution=%s) with torch.compile, as fused=True asked "
-        "for it; once per process and kind of tensor (the first step waits for it)",
+        "fused Lion: compiling the inductor kernel for %s on %s (momentum %s, kahan=%s, caution=%s) with "
+        "torch.compile, as fused=True asked for it; once per process and kind of tensor (the first step waits for it)",
         dtype,
         device,
+        momentum_dtype,
+        kahan,
         caution,
     )
     started = time.perf_counter()
-    kernel = _ChunkKernel(device, dtype, caution)
+    kernel = _ChunkKernel(device, dtype, caution, momentum_dtype, kahan)
     logger.info(
         "fused Lion: compiled the inductor kernel for %s on %s in %.1f s", dtype, device, time.perf_counter() - started
     )
@@ -159,34 +191,42 @@ class _ForeachKernel:
         return hyper
 
     def call(
-        self, ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], numels: list[int], scalars: dict[str, Any]
+        self,
+        ps: list[Tensor],
+        gs: list[Tensor],
+        ms: list[Tensor],
+        numels: list[int],
+        scalars: dict[str, Any],
+        cs: list[Tensor] | None = None,
     ) -> None:
-        _multi_tensor_lion(list(ps), list(gs), list(ms), **scalars)
+        _multi_tensor_lion(list(ps), list(gs), list(ms), **scalars, kahan_comps=None if cs is None else list(cs))
 
 
 _DEFAULT_CPU_KERNEL = os.environ.get("NOETHER_LION_DEFAULT_CPU_KERNEL", "c")
 """Which kernel ``Lion`` without ``foreach``/``fused`` uses for CPU tensors: ``"c"`` (:mod:`.cpu_kernel` where it
 builds, else the blocked foreach kernel; the default) or ``"foreach"`` (never compiles anything)."""
 
-_NATIVE_UNAVAILABLE: dict[tuple[torch.dtype, bool], str] = {}
-"""Why the C kernel could not be built, per (dtype, caution): the default path does not try again in this process."""
+_NATIVE_UNAVAILABLE: dict[tuple[torch.dtype, torch.dtype, bool, bool], str] = {}
+"""Why the C kernel could not be built, per (dtype, momentum dtype, Kahan, caution): the default path does not try
+again in this process."""
 
 
-def _native_kernel(dtype: torch.dtype, caution: bool) -> CpuLionKernel | None:
+def _native_kernel(dtype: torch.dtype, caution: bool, momentum_dtype: torch.dtype, kahan: bool) -> CpuLionKernel | None:
     """The C kernel for the default path, or None where it cannot be built (then the caller runs the foreach kernel).
 
     Unlike ``fused=True`` nobody asked for compiled code here, so a failure is logged (once), not warned about.
     """
-    key = (torch.device("cpu"), dtype, caution, "c")
+    key = (torch.device("cpu"), dtype, momentum_dtype, kahan, caution, "c")
+    why = (dtype, momentum_dtype, kahan, caution)
     kernel = _KERNELS.get(key)
-    if kernel is None and (dtype, caution) not in _NATIVE_UNAVAILABLE:
+    if kernel is None and why not in _NATIVE_UNAVAILABLE:
         with _KERNELS_LOCK:
             kernel = _KERNELS.get(key)
-            if kernel is None and (dtype, caution) not in _NATIVE_UNAVAILABLE:
+            if kernel is None and why not in _NATIVE_UNAVAILABLE:
                 try:
-                    kernel = _KERNELS[key] = CpuLionKernel(dtype, caution)
+                    kernel = _KERNELS[key] = CpuLionKernel(dtype, caution, momentum_dtype, kahan)
                 except CpuKernelBuildError as exc:
-                    _NATIVE_UNAVAILABLE[(dtype, caution)] = str(exc)
+                    _NATIVE_UNAVAILABLE[why] = str(exc)
                     logger.info("Lion: the C kernel is unavailable (%s); the default path uses foreach kernels", exc)
     # Only the C kernel is ever stored under a "c" key.
     return kernel if isinstance(kernel, CpuLionKernel) else None
@@ -195,28 +235,59 @@ def _native_kernel(dtype: torch.dtype, caution: bool) -> CpuLionKernel | None:
 class _NativePlan:
     """The decision "the C kernel takes this group's lists whole", with the signature under which it holds."""
 
-    __slots__ = ("dtype", "exp_avgs", "m_pointers", "m_ptrs", "nbytes", "numels", "p_pointers", "p_ptrs", "params")
+    __slots__ = (
+        "c_pointers",
+        "comps",
+        "dtype",
+        "exp_avgs",
+        "m_dtype",
+        "m_nbytes",
+        "m_pointers",
+        "m_ptrs",
+        "nbytes",
+        "numels",
+        "p_pointers",
+        "p_ptrs",
+        "params",
+    )
 
-    def __init__(self, params: list[Tensor], exp_avgs: list[Tensor], dtype: torch.dtype, numels: list[int]) -> None:
+    def __init__(
+        self,
+        params: list[Tensor],
+        exp_avgs: list[Tensor],
+        comps: list[Tensor] | None,
+        dtype: torch.dtype,
+        m_dtype: torch.dtype,
+        numels: list[int],
+    ) -> None:
         # Holding the tensors keeps their ids and storages from being reused by others while the plan lives.
-        self.params, self.exp_avgs, self.dtype = params, exp_avgs, dtype
+        self.params, self.exp_avgs, self.comps, self.dtype, self.m_dtype = params, exp_avgs, comps, dtype, m_dtype
         self.p_ptrs = list(map(Tensor.data_ptr, params))
         self.m_ptrs = list(map(Tensor.data_ptr, exp_avgs))
         self.nbytes = list(map(_NBYTES, params))
+        self.m_nbytes = list(map(_NBYTES, exp_avgs))
         self.p_pointers, self.m_pointers = array.array("Q", self.p_ptrs), array.array("Q", self.m_ptrs)
+        # The compensations are checked by identity only: the optimizer creates them with the parameter's layout.
+        self.c_pointers = pointers(comps) if comps is not None else None
         self.numels = sizes_array(numels)
 
-    def holds(self, params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]) -> bool:
+    def holds(
+        self, params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], comps: list[Tensor] | None
+    ) -> bool:
         """Whether the decision still holds for these lists: cheap list-wide checks, no Python loop per tensor."""
         nbytes = self.nbytes
+        mine = self.comps
         return (
             len(params) == len(self.params)
             and all(map(operator.is_, params, self.params))
             and all(map(operator.is_, exp_avgs, self.exp_avgs))
+            and (comps is None) == (mine is None)
+            and (comps is None or mine is None or all(map(operator.is_, comps, mine)))
             and list(map(Tensor.data_ptr, params)) == self.p_ptrs
             and list(map(Tensor.data_ptr, exp_avgs)) == self.m_ptrs
+            and (comps is None or list(map(Tensor.data_ptr, comps)) == list(self.c_pointers or ()))
             and list(map(_NBYTES, params)) == nbytes
-            and list(map(_NBYTES, exp_avgs)) == nbytes
+            and list(map(_NBYTES, exp_avgs)) == self.m_nbytes
             and all(map(Tensor.is_contiguous, params))
             and all(map(Tensor.is_contiguous, exp_avgs))
             and _PLAIN_SET.issuperset(map(type, grads))
@@ -263,11 +334,12 @@ def _native_cpu_lion(
     grads: list[Tensor],
     exp_avgs: list[Tensor],
     hyper: dict[str, Any],
+    comps: list[Tensor] | None = None,
     cache: DispatchCache | None = None,
 ) -> bool:
     """The default path's CPU step with the C kernel, if it applies; False (nothing done) if it does not.
 
-    It applies to lists of plain contiguous CPU tensors of one dtype the C kernel has (float32, float64, bfloat16),
+    It applies to lists of plain contiguous CPU tensors of one dtype pair the C kernel has (see ``C_PAIRS``),
     unless ``NOETHER_LION_DEFAULT_CPU_KERNEL=foreach``, once the kernel builds (once per machine) and passes its
     self-check. The result is bit-identical to the foreach and single-tensor kernels, so the choice never shows in
     the numbers. Callers keep traced and scripted code away from it. With a ``cache``, a decision taken at an earlier
@@ -278,32 +350,44 @@ def _native_cpu_lion(
             raise ValueError(f"NOETHER_LION_DEFAULT_CPU_KERNEL={_DEFAULT_CPU_KERNEL!r}; expected 'c' or 'foreach'")
         return False
     plan = cache._plan if cache is not None else None
-    if plan is not None and plan.holds(params, grads, exp_avgs):
-        kernel = _native_kernel(plan.dtype, hyper["caution"])
+    if plan is not None and plan.holds(params, grads, exp_avgs, comps):
+        kernel = _native_kernel(plan.dtype, hyper["caution"], plan.m_dtype, comps is not None)
         if kernel is not None:
             with torch.no_grad():
                 scalars = kernel.scalars(hyper, plan.dtype, params[0].device)
-                kernel.call_arrays(len(params), plan.p_pointers, pointers(grads), plan.m_pointers, plan.numels, scalars)
+                kernel.call_arrays(
+                    len(params),
+                    plan.p_pointers,
+                    pointers(grads),
+                    plan.m_pointers,
+                    plan.numels,
+                    scalars,
+                    plan.c_pointers,
+                )
             return True
     if cache is not None:
         cache._plan = None
-    if not params or not params[0].is_cpu or params[0].dtype not in C_DTYPES:
+    if not params or not params[0].is_cpu or (params[0].dtype, exp_avgs[0].dtype) not in C_PAIRS:
         return False
-    if _uniform_contiguous(params, grads, exp_avgs) is None:  # mixed dtypes, layouts, subclasses, bad triples, ...
+    uniform = _uniform_contiguous(params, grads, exp_avgs, comps)
+    if uniform is None:  # mixed dtypes, layouts, subclasses, bad triples, ...
         return False
-    dtype = params[0].dtype
-    kernel = _native_kernel(dtype, hyper["caution"])
+    _, dtype, m_dtype = uniform
+    kernel = _native_kernel(dtype, hyper["caution"], m_dtype, comps is not None)
     if kernel is None:
         return False
     with torch.no_grad():
         numels = list(map(Tensor.numel, params))
+        scalars = kernel.scalars(hyper, dtype, params[0].device)
         if min(numels) > 0:
-            kernel.call(params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, params[0].device))
+            kernel.call(params, grads, exp_avgs, numels, scalars, comps)
             if cache is not None:
-                cache._plan = _NativePlan(list(params), list(exp_avgs), dtype, numels)
+                cache._plan = _NativePlan(
+                    list(params), list(exp_avgs), None if comps is None else list(comps), dtype, m_dtype, numels
+                )
         else:  # 0-size tensors have nothing to update (and no storage to point at); such groups are not cached
             keep = [i for i, n in enumerate(numels) if n > 0]
-            _call_some(kernel, keep, params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, params[0].device))
+            _call_some(kernel, keep, params, grads, exp_avgs, numels, scalars, comps)
     return True
 
 
@@ -315,11 +399,13 @@ def _call_some(
     exp_avgs: list[Tensor],
     numels: list[int],
     scalars: Any,
+    comps: list[Tensor] | None = None,
 ) -> None:
-    """Run ``kernel`` on the triples at the indices ``keep`` (nothing if there are none)."""
+    """Run ``kernel`` on the triples (and compensations) at the indices ``keep`` (nothing if there are none)."""
     if keep:
         ps, gs, ms = ([xs[i] for i in keep] for xs in (params, grads, exp_avgs))
-        kernel.call(ps, gs, ms, [numels[i] for i in keep], scalars)
+        cs = [comps[i] for i in keep] if comps is not None else None
+        kernel.call(ps, gs, ms, [numels[i] for i in keep], scalars, cs)
 
 
 def _real_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -350,31 +436,36 @@ def _same_dense_layout(p: Tensor, g: Tensor, m: Tensor) -> bool:
     return g.stride() == stride and m.stride() == stride and _is_non_overlapping_and_dense(p)
 
 
-def _mismatch(i: int, p: Tensor, g: Tensor, m: Tensor) -> ValueError:
+def _mismatch(i: int, p: Tensor, g: Tensor, m: Tensor, c: Tensor | None = None) -> ValueError:
+    comp = "" if c is None else f" and its Kahan compensation {c.dtype} {tuple(c.shape)} on {c.device}"
     return ValueError(
         f"fused Lion: parameter {i} is {p.dtype} {tuple(p.shape)} on {p.device}, but its grad is {g.dtype} "
-        f"{tuple(g.shape)} on {g.device} and its exp_avg {m.dtype} {tuple(m.shape)} on {m.device}; "
-        "all three must have the param's shape, dtype and device"
+        f"{tuple(g.shape)} on {g.device}, its exp_avg {m.dtype} {tuple(m.shape)} on {m.device}{comp}; "
+        "all must have the param's shape and device, the grad and the compensation its dtype, and the exp_avg a "
+        "real floating dtype (complex params: the param's dtype)"
     )
 
 
 def _uniform_contiguous(
-    params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
-) -> tuple[torch.device, torch.dtype] | None:
-    """``(device, dtype)`` if all tensors are plain, contiguous, of one real dtype and device, with matching shapes.
+    params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], comps: list[Tensor] | None = None
+) -> tuple[torch.device, torch.dtype, torch.dtype] | None:
+    """``(device, dtype, momentum dtype)`` if all tensors are plain, contiguous, on one device, of matching shapes.
+
+    The params, grads (and compensations) must have one real dtype, the momenta one real dtype.
 
     The common case, checked list by list with C-level ``map`` rather than tensor by tensor in Python (a few
     microseconds per 100 tensors). None means "take the general path", which also names any bad triple.
     """
     p0 = params[0]
-    dtype, device = p0.dtype, p0.device
-    if not dtype.is_floating_point:
+    dtype, device, m_dtype = p0.dtype, p0.device, exp_avgs[0].dtype
+    if not dtype.is_floating_point or not m_dtype.is_floating_point:
         return None
-    lists = (params, grads, exp_avgs)
+    lists = (params, grads, exp_avgs) if comps is None else (params, grads, exp_avgs, comps)
     for ts in lists:
         if not _PLAIN_SET.issuperset(map(type, ts)) or not all(map(Tensor.is_contiguous, ts)):
             return None
-        if any(d is not dtype for d in set(map(_DTYPE, ts))):
+        want = m_dtype if ts is exp_avgs else dtype
+        if any(d is not want for d in set(map(_DTYPE, ts))):
             return None
     if device.type == "cpu":
         if not all(all(map(_IS_CPU, ts)) for ts in lists):
@@ -382,9 +473,9 @@ def _uniform_contiguous(
     elif any(set(map(_DEVICE, ts)) != {device} for ts in lists):
         return None
     shapes = list(map(_SHAPE, params))
-    if shapes != list(map(_SHAPE, grads)) or shapes != list(map(_SHAPE, exp_avgs)):
+    if any(shapes != list(map(_SHAPE, ts)) for ts in lists[1:]):
         return None
-    return device, dtype
+    return device, dtype, m_dtype
 
 
 _PLAIN_SET = frozenset(_PLAIN)
@@ -417,6 +508,7 @@ def lion(
     weight_decay: float,
     caution: bool,
     fused: bool | None = None,
+    kahan_comps: list[Tensor] | None = None,
 ) -> None:
     """Functional Lion: update ``params`` and ``exp_avgs`` in place (see :mod:`.reference` for the math).
 
@@ -434,6 +526,8 @@ def lion(
         caution: Mask out the update where its sign disagrees with the gradient, rescaled by the mask's mean.
         fused: True: :func:`_fused_lion` (the C or the compiled kernel); False: never a compiled kernel.
             Exclusive with ``foreach``.
+        kahan_comps: Kahan summation: one compensation buffer per parameter (its shape and real dtype), updated in
+            place; None: no compensation. ``exp_avgs`` may have another real floating dtype than the parameters.
 
     Raises:
         ValueError: On a bad hyperparameter, mismatched list lengths, or ``foreach`` and ``fused`` both True.
@@ -443,6 +537,10 @@ def lion(
         raise ValueError(
             f"lion: params, grads and exp_avgs must have the same length, got {len(params)}, {len(grads)} and "
             f"{len(exp_avgs)}"
+        )
+    if kahan_comps is not None and len(kahan_comps) != len(params):
+        raise ValueError(
+            f"lion: kahan_comps must have one entry per parameter, got {len(kahan_comps)} for {len(params)}"
         )
     if fused and foreach:
         raise KernelChoiceError("lion: foreach and fused cannot both be True; choose one")
@@ -463,6 +561,7 @@ def lion(
         lr=lr,
         weight_decay=weight_decay,
         caution=caution,
+        kahan_comps=kahan_comps,
     )
 
 
@@ -479,6 +578,7 @@ def _dispatch(
     lr: LrT,
     weight_decay: float,
     caution: bool,
+    kahan_comps: list[Tensor] | None = None,
     cache: DispatchCache | None = None,
 ) -> None:
     """Run the kernel ``fused`` / ``foreach`` select, on inputs the caller has already validated.
@@ -494,14 +594,14 @@ def _dispatch(
         "maximize": maximize,
     }
     if fused:
-        _fused_lion(params, grads, exp_avgs, **hyper)
+        _fused_lion(params, grads, exp_avgs, **hyper, kahan_comps=kahan_comps)
         return
     default = foreach is None and fused is None
     if (
         default
         and not torch.compiler.is_compiling()
         and not is_scripting()
-        and _native_cpu_lion(params, grads, exp_avgs, hyper, cache)
+        and _native_cpu_lion(params, grads, exp_avgs, hyper, kahan_comps, cache)
     ):
         return
     if foreach is None:
@@ -509,7 +609,7 @@ def _dispatch(
     if foreach and is_scripting():
         raise RuntimeError("lion: torch.jit.script does not support foreach optimizers; pass foreach=False")
     kernel = _multi_tensor_lion if foreach else _single_tensor_lion
-    kernel(params, grads, exp_avgs, **hyper)
+    kernel(params, grads, exp_avgs, **hyper, kahan_comps=kahan_comps)
 
 
 def _fused_lion(
@@ -523,6 +623,7 @@ def _fused_lion(
     weight_decay: float,
     caution: bool,
     maximize: bool,
+    kahan_comps: list[Tensor] | None = None,
 ) -> None:
     """Apply one Lion step to every ``(param, grad, exp_avg)`` triple in place with the fused kernel.
 
@@ -536,6 +637,7 @@ def _fused_lion(
         weight_decay: Decoupled weight decay: ``p *= 1 - lr * weight_decay``.
         caution: Zero the update where it disagrees in sign with the gradient and rescale the rest.
         maximize: Ascend instead of descend.
+        kahan_comps: The parameters' Kahan compensations (their shape and dtype), or None: no compensation.
 
     Raises:
         ValueError: The lists differ in length, or a triple differs in shape, dtype or device.
@@ -556,101 +658,112 @@ def _fused_lion(
         "caution": caution,
         "maximize": maximize,
     }
+    if kahan_comps is not None and len(kahan_comps) != len(params):
+        raise ValueError(f"fused Lion: {len(kahan_comps)} Kahan compensations for {len(params)} parameters")
     with torch.no_grad():
         if torch.compiler.is_compiling():
             # Traced into the caller's compiled graph, whose compiler fuses it: the reference kernel as it is.
-            _single_tensor_lion(params, grads, exp_avgs, **hyper)
+            _single_tensor_lion(params, grads, exp_avgs, **hyper, kahan_comps=kahan_comps)
             return
-        uniform = _uniform_contiguous(params, grads, exp_avgs)
+        uniform = _uniform_contiguous(params, grads, exp_avgs, kahan_comps)
         if uniform is None:
-            _general_fused_lion(params, grads, exp_avgs, hyper)
+            _general_fused_lion(params, grads, exp_avgs, hyper, kahan_comps)
             return
-        device, dtype = uniform
+        device, dtype, m_dtype = uniform
         numels = list(map(Tensor.numel, params))
-        kernel = _get_kernel(device, dtype, caution)
+        kernel = _get_kernel(device, dtype, caution, m_dtype, kahan_comps is not None)
         limit = kernel.max_numel
         if min(numels) > 1 and max(numels) <= limit:
-            kernel.call(params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, device))
+            kernel.call(params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, device), kahan_comps)
             return
         # 0-size tensors have nothing to update; single elements (a size-1 slot would specialise the compiled graph)
         # and tensors past the kernel's limit (the inductor kernel's int32 caution count) take the reference kernel.
         big = [i for i, n in enumerate(numels) if 1 < n <= limit]
         one = [i for i, n in enumerate(numels) if n == 1 or n > limit]
         if big:
-            _call_some(kernel, big, params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, device))
+            scalars = kernel.scalars(hyper, dtype, device)
+            _call_some(kernel, big, params, grads, exp_avgs, numels, scalars, kahan_comps)
         if one:
-            _single_tensor_lion([params[i] for i in one], [grads[i] for i in one], [exp_avgs[i] for i in one], **hyper)
+            ps, gs, ms = ([xs[i] for i in one] for xs in (params, grads, exp_avgs))
+            cs = [kahan_comps[i] for i in one] if kahan_comps is not None else None
+            _single_tensor_lion(ps, gs, ms, **hyper, kahan_comps=cs)
 
 
 def _general_fused_lion(
-    params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], hyper: dict[str, Any]
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    hyper: dict[str, Any],
+    comps: list[Tensor] | None = None,
 ) -> None:
     """The fused step of lists that mix devices, dtypes, layouts or tensor subclasses, or hold a bad triple."""
-    device0, dtype0 = params[0].device, params[0].dtype
-    if all(p.dtype is dtype0 for p in params) and all(p.device == device0 for p in params):
-        groups: Any = {(device0, dtype0): ((params, grads, exp_avgs), range(len(params)))}
-    else:
-        tensor_lists: list[list[Tensor | None]] = [list(params), list(grads), list(exp_avgs)]
-        groups = torch._C._group_tensors_by_device_and_dtype(tensor_lists, True)
+    groups: dict[tuple[torch.device, torch.dtype, torch.dtype], list[int]] = {}
+    for i, (p, m) in enumerate(zip(params, exp_avgs, strict=True)):
+        groups.setdefault((p.device, p.dtype, m.dtype), []).append(i)
+    kahan = comps is not None
     # Validate everything before the first group is updated: nothing is half-applied.
     plans = []
-    rest: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
-    for (device, dtype), ((ps, gs, ms), indices) in groups.items():
+    rest: tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] = ([], [], [], [])
+    for (device, dtype, m_dtype), indices in groups.items():
         if not (dtype.is_floating_point or dtype.is_complex):
             raise ValueError(f"fused Lion: parameter {indices[0]} has dtype {dtype}; Lion needs floating params")
-        flat_p: list[Tensor] = []
-        flat_g: list[Tensor] = []
-        flat_m: list[Tensor] = []
+        flat: tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]] = ([], [], [], [])
         numels: list[int] = []
-        originals: list[tuple[Tensor, Tensor, Tensor]] = []
-        for i, p_, g_, m_ in zip(indices, ps, gs, ms, strict=True):
-            assert p_ is not None and g_ is not None and m_ is not None
-            p, g, m = p_, g_, m_
+        originals: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+        for i in indices:
+            p_, g_, m_ = params[i], grads[i], exp_avgs[i]
+            c_ = comps[i] if comps is not None else p_
+            p, g, m, c = p_, g_, m_, c_
             shape = p.shape
+            m_ok = m_dtype is dtype if dtype.is_complex else m_dtype.is_floating_point
             if (
                 g.shape != shape
                 or m.shape != shape
+                or c.shape != shape
                 or g.dtype is not dtype
-                or m.dtype is not dtype
+                or c.dtype is not dtype
+                or not m_ok
                 or g.device != device
                 or m.device != device
+                or c.device != device
             ):
-                raise _mismatch(i, p, g, m)
+                raise _mismatch(i, p, g, m, c if kahan else None)
             n = p.numel() * (2 if dtype.is_complex else 1)
-            if type(p) not in _PLAIN or type(g) not in _PLAIN or type(m) not in _PLAIN or n == 1:
+            quad = (p_, g_, m_, c_)
+            if any(type(t) not in _PLAIN for t in quad) or n == 1:
                 # Subclasses (e.g. DTensor) are not flattened into a kernel written for plain storage; a single
                 # element would specialise the compiled graph.
-                rest[0].append(p_)
-                rest[1].append(g_)
-                rest[2].append(m_)
+                for target, t in zip(rest, quad, strict=True):
+                    target.append(t)
                 continue
             if n == 0:
                 continue
             if dtype.is_complex:
-                p, g, m = torch.view_as_real(p), torch.view_as_real(g), torch.view_as_real(m)
-            if (p.is_contiguous() and g.is_contiguous() and m.is_contiguous()) or _same_dense_layout(p, g, m):
-                flat_p.append(p)
-                flat_g.append(g)
-                flat_m.append(m)
+                p, g, m, c = (torch.view_as_real(t) for t in quad)
+            if all(t.is_contiguous() for t in (p, g, m, c)) or (
+                _same_dense_layout(p, g, m) and c.stride() == p.stride()
+            ):
+                for target, t in zip(flat, (p, g, m, c), strict=True):
+                    target.append(t)
                 numels.append(n)
-                originals.append((p_, g_, m_))
+                originals.append(quad)
             else:
-                rest[0].append(p_)
-                rest[1].append(g_)
-                rest[2].append(m_)
-        if not flat_p:
+                for target, t in zip(rest, quad, strict=True):
+                    target.append(t)
+        if not flat[0]:
             continue  # e.g. only DTensors: no kernel is built for nothing
-        kernel = _get_kernel(device, _real_dtype(dtype), hyper["caution"])
+        real = _real_dtype(dtype)
+        kernel = _get_kernel(device, real, hyper["caution"], _real_dtype(m_dtype), kahan)
         if max(numels) > kernel.max_numel:  # see _CAUTION_MAX_NUMEL: the reference kernel takes those
             keep = [j for j, n in enumerate(numels) if n <= kernel.max_numel]
             for j, n in enumerate(numels):
                 if n > kernel.max_numel:
                     for target, tensor in zip(rest, originals[j], strict=True):
                         target.append(tensor)
-            flat_p, flat_g, flat_m = ([xs[j] for j in keep] for xs in (flat_p, flat_g, flat_m))
+            flat = tuple([xs[j] for j in keep] for xs in flat)  # type: ignore[assignment]
             numels = [numels[j] for j in keep]
-        plans.append((kernel, device, _real_dtype(dtype), flat_p, flat_g, flat_m, numels))
-    for kernel, device, dtype, flat_p, flat_g, flat_m, numels in plans:
-        kernel.call(flat_p, flat_g, flat_m, numels, kernel.scalars(hyper, dtype, device))
+        plans.append((kernel, device, real, flat, numels))
+    for kernel, device, dtype, (flat_p, flat_g, flat_m, flat_c), numels in plans:
+        kernel.call(flat_p, flat_g, flat_m, numels, kernel.scalars(hyper, dtype, device), flat_c if kahan else None)
     if rest[0]:
-        _single_tensor_lion(*rest, **hyper)
+        _single_tensor_lion(*rest[:3], **hyper, kahan_comps=rest[3] if kahan else None)

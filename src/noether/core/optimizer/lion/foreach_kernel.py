@@ -5,6 +5,12 @@ plain tensors; they go through the single-tensor kernel), then updated one block
 block stay in cache and no temporary is larger than one block. Large contiguous tensors are cut into flat blocks (with
 ``caution``, a first read-only pass counts the mask of the whole tensor, as the step depends on it). Bit-identical to
 :func:`.reference._single_tensor_lion`.
+
+Tensors that compute in their own dtype (float32, float64 with a momentum of that dtype, no compensation) are updated
+in place with foreach ops. The others (16-bit parameters or momentum, Kahan compensation) are widened block by block
+into flat scratch buffers of the compute dtype (``torch.cat`` converts while it copies), updated there with plain
+elementwise ops, and written back with one rounding per stored value (``torch._foreach_copy_``), as the reference
+computes them.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from noether.core.optimizer.lion.reference import (
     LrT,
     TensorsT,
     _caution_steps,
+    _compute_dtype,
     _count,
     _decay_factor,
     _is_plain,
@@ -40,20 +47,24 @@ def _block_numel(device: torch.device) -> int:
     return _CPU_BLOCK_NUMEL if device.type == "cpu" else _DEVICE_BLOCK_NUMEL
 
 
+_GroupKey = tuple[torch.device, torch.dtype, torch.dtype, type]
+_Lists = tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]
+
+
 def _group_for_foreach(
-    params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
-) -> dict[tuple[torch.device, torch.dtype, type], tuple[list[Tensor], list[Tensor], list[Tensor]]]:
-    """Group real views by device, dtype and tensor type; foreach ops refuse mixed devices, dtypes or subclasses."""
-    groups: dict[tuple[torch.device, torch.dtype, type], tuple[list[Tensor], list[Tensor], list[Tensor]]] = defaultdict(
-        lambda: ([], [], [])
-    )
-    for param, grad, exp_avg in zip(params, grads, exp_avgs, strict=True):
-        p = _real(param)
+    params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], comps: list[Tensor] | None
+) -> dict[_GroupKey, _Lists]:
+    """Group real views by device, param and momentum dtype and tensor type (foreach ops refuse mixtures)."""
+    groups: dict[_GroupKey, _Lists] = defaultdict(lambda: ([], [], [], []))
+    for i, (param, grad, exp_avg) in enumerate(zip(params, grads, exp_avgs, strict=True)):
+        p, m = _real(param), _real(exp_avg)
         kind = Tensor if _is_plain(param) else type(param)
-        ps, gs, ms = groups[(p.device, p.dtype, kind)]
+        ps, gs, ms, cs = groups[(p.device, p.dtype, m.dtype, kind)]
         ps.append(p)
         gs.append(_real(grad))
-        ms.append(_real(exp_avg))
+        ms.append(m)
+        if comps is not None:
+            cs.append(_real(comps[i]))
     return groups
 
 
@@ -72,6 +83,7 @@ def _multi_tensor_lion(
     weight_decay: float,
     caution: bool,
     maximize: bool,
+    kahan_comps: list[Tensor] | None = None,
     block_numel: int | None = None,
 ) -> None:
     """Blocked foreach kernel: bit-identical to ``_single_tensor_lion``, about one pass over memory per tensor.
@@ -79,35 +91,41 @@ def _multi_tensor_lion(
     Args:
         params: Parameters to update in place.
         grads: Their gradients (same order).
-        exp_avgs: Their momentum buffers, updated in place.
+        exp_avgs: Their momentum buffers, updated in place (any floating dtype).
         beta1: Interpolation weight of the update direction.
         beta2: Decay of the momentum.
         lr: Learning rate (a float or a 1-element tensor).
         weight_decay: Decoupled weight decay coefficient.
         caution: Mask out the update where its sign disagrees with the gradient.
         maximize: Maximize the objective instead of minimizing it.
+        kahan_comps: The parameters' Kahan compensations (their dtype), updated in place; None: no compensation.
         block_numel: Elements per block (default: chosen per device type). Exposed for tests.
     """
     if not params:
         return
     lr64 = _lr_f64(lr)
     decay = _decay_factor(lr64, weight_decay)
-    for (device, dtype, kind), (ps, gs, ms) in _group_for_foreach(params, grads, exp_avgs).items():
+    hyper: dict[str, Any] = {
+        "beta1": beta1,
+        "beta2": beta2,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "caution": caution,
+        "maximize": maximize,
+    }
+    for (device, dtype, m_dtype, kind), (ps, gs, ms, cs) in _group_for_foreach(
+        params, grads, exp_avgs, kahan_comps
+    ).items():
         block = block_numel if block_numel is not None else _block_numel(device)
+        comps = cs if kahan_comps is not None else None
         if kind is not Tensor:
             # Subclasses (e.g. DTensor) are never cut into flat blocks nor mixed with plain tensors in a foreach list,
             # and their per-tensor scalars (caution counts) are subclass tensors too: the single-tensor kernel.
-            _single_tensor_lion(
-                ps,
-                gs,
-                ms,
-                beta1=beta1,
-                beta2=beta2,
-                lr=lr,
-                weight_decay=weight_decay,
-                caution=caution,
-                maximize=maximize,
-            )
+            _single_tensor_lion(ps, gs, ms, **hyper, kahan_comps=comps)
+            continue
+        compute = _compute_dtype(dtype, m_dtype)
+        if comps is not None or dtype is not compute or m_dtype is not compute:
+            _widened_lion(ps, gs, ms, comps, compute, block, lr64, decay, hyper)
             continue
         step = None if caution else lr64.to(device=device, dtype=dtype)
         args = (lr64, decay, beta1, beta2, caution, maximize, step)
@@ -123,6 +141,128 @@ def _multi_tensor_lion(
             else:
                 small.add(p, g, m)
         small.flush()
+
+
+def _widened_lion(
+    ps: list[Tensor],
+    gs: list[Tensor],
+    ms: list[Tensor],
+    cs: list[Tensor] | None,
+    compute: torch.dtype,
+    block: int,
+    lr64: Tensor,
+    decay: Tensor | float | None,
+    hyper: dict[str, Any],
+) -> None:
+    """The update of tensors that do not compute in their own dtype, widened into flat blocks of ``compute``."""
+    device = ps[0].device
+    bufs = [torch.empty(block, device=device, dtype=compute) for _ in range(5 if hyper["caution"] else 4)]
+    rest: _Lists = ([], [], [], [])
+    batch: _Lists = ([], [], [], [])
+    batch_numel = 0
+
+    def flush() -> None:
+        nonlocal batch, batch_numel
+        if batch[0]:
+            _widened_block(*batch, cs is not None, None, bufs, lr64, decay, hyper)
+        batch, batch_numel = ([], [], [], []), 0
+
+    for i, (p, g, m) in enumerate(zip(ps, gs, ms, strict=True)):
+        c = cs[i] if cs is not None else p
+        n = p.numel()
+        if not (_splittable(p, g, m) and m.is_contiguous() and _is_plain(m) and c.is_contiguous() and _is_plain(c)):
+            for target, t in zip(rest, (p, g, m, c), strict=True):
+                target.append(t)
+            continue
+        if n == 0:
+            continue
+        flat = [t.view(-1) for t in (p, g, m, c)]
+        if n <= block:
+            if batch_numel + n > block:
+                flush()
+            for target, t in zip(batch, flat, strict=True):
+                target.append(t)
+            batch_numel += n
+            continue
+        step = None
+        if hyper["caution"]:
+            # First, read-only pass: the mask of the whole tensor sets its step.
+            count = torch.zeros((), dtype=torch.float64, device=device)
+            for start in range(0, n, block):
+                stop = min(start + block, n)
+                agree = _widened_direction(flat[1][start:stop], flat[2][start:stop], bufs, hyper)[1]
+                count += cast(Tensor, agree).sum(dtype=torch.float32)  # exact: < 2**24 ones per block
+            step = _caution_steps(count, n, lr64).to(compute)
+        for start in range(0, n, block):
+            stop = min(start + block, n)
+            pp, gp, mp, cp = ([t[start:stop]] for t in flat)
+            _widened_block(pp, gp, mp, cp, cs is not None, step, bufs, lr64, decay, hyper)
+    flush()
+    if rest[0]:
+        _single_tensor_lion(*rest[:3], **hyper, kahan_comps=rest[3] if cs is not None else None)
+
+
+def _widened_direction(
+    g: list[Tensor] | Tensor, m: list[Tensor] | Tensor, bufs: list[Tensor], hyper: dict[str, Any]
+) -> tuple[Tensor, Tensor | None]:
+    """Widen ``g`` and ``m`` into ``bufs[1]``, ``bufs[2]``; return ``u`` (in ``bufs[3]``) and the caution mask."""
+    gl = g if isinstance(g, list) else [g]
+    ml = m if isinstance(m, list) else [m]
+    n = sum(t.numel() for t in gl)
+    g_c = torch.cat(gl, out=bufs[1][:n])
+    m_c = torch.cat(ml, out=bufs[2][:n])
+    if hyper["maximize"]:
+        g_c.neg_()
+    u = torch.lerp(m_c, g_c, 1.0 - hyper["beta1"], out=bufs[3][:n]).sign_()
+    agree = None
+    if hyper["caution"]:
+        agree = torch.mul(u, g_c, out=bufs[4][:n]).gt_(0)
+    return u, agree
+
+
+def _widened_block(
+    ps: list[Tensor],
+    gs: list[Tensor],
+    ms: list[Tensor],
+    cs: list[Tensor],
+    kahan: bool,
+    step: Tensor | None,
+    bufs: list[Tensor],
+    lr64: Tensor,
+    decay: Tensor | float | None,
+    hyper: dict[str, Any],
+) -> None:
+    """One block of flat tensors: widen, update in ``compute``, round each stored value once.
+
+    ``step`` is the caution step of a tensor split into blocks (counted beforehand); None: computed here.
+    """
+    numels = [t.numel() for t in ps]
+    n = sum(numels)
+    x = torch.cat(ps, out=bufs[0][:n])
+    if kahan:
+        x.add_(torch.cat(cs, out=bufs[3][:n]))  # bufs[3] is free until the direction is computed
+    if decay is not None:
+        x.mul_(decay)
+    u, agree = _widened_direction(gs, ms, bufs, hyper)
+    g_c, m_c = bufs[1][:n], bufs[2][:n]
+    if agree is None:
+        x.addcmul_(u, lr64.to(device=x.device, dtype=x.dtype), value=-1)
+    else:
+        u.mul_(agree)
+        if step is None:
+            sizes = torch.tensor(numels, device=x.device)
+            counts = _mask_counts(list(torch.split(agree, numels)))
+            step = _caution_steps(counts, sizes.to(torch.float64), lr64).to(x.dtype)
+            if len(numels) > 1:
+                step = torch.repeat_interleave(step, sizes, output_size=n)
+        x.addcmul_(u, step, value=-1)
+    xs = list(torch.split(x, numels))
+    torch._foreach_copy_(ps, xs)
+    if kahan:
+        # What rounding lost: x - p (exact), rounded to the compensation's dtype.
+        back = torch.cat(ps, out=u)
+        torch._foreach_copy_(cs, list(torch.split(x.sub_(back), numels)))
+    torch._foreach_copy_(ms, list(torch.split(m_c.lerp_(g_c, 1.0 - hyper["beta2"]), numels)))
 
 
 class _Chunker:

@@ -1,17 +1,20 @@
 /*
- * The C kernel of Lion for CPU tensors: one function per dtype, lion_f32, lion_f64 and lion_bf16, each updating a
- * whole list of (param, grad, exp_avg) tensors in one OpenMP parallel region.
+ * The C kernel of Lion for CPU tensors: one function per (parameter dtype, momentum dtype) pair, lion_<p>_<m> with
+ * <p>, <m> in f32, f64, bf16, each updating a whole list of (param, grad, exp_avg[, compensation]) tensors in one
+ * OpenMP parallel region.
  *
- * The update rule and its rounding, NaN and caution semantics are stated once, in reference.py (the single-tensor
- * kernel this file must reproduce bit for bit); cpu_kernel.py describes how each step maps onto the code below and
- * checks the built library against the reference before using it. cpu_build.py compiles this file (its hash is part
- * of the cache key) with -ffp-contract=off, so that the only fused multiply-adds are the explicit fma calls of the
- * lerp, as in ATen's vectorised CPU kernels.
+ * The update rule and its rounding, NaN, caution and Kahan semantics are stated once, in reference.py (the
+ * single-tensor kernel this file must reproduce bit for bit): every value is loaded into the compute type (float, or
+ * double for f64), the step runs there, and only the stored values are rounded, each once. cpu_kernel.py describes
+ * how each step maps onto the code below and checks the built library against the reference before using it.
+ * cpu_build.py compiles this file (its hash is part of the cache key) with -ffp-contract=off, so that the only fused
+ * multiply-adds are the explicit fma calls of the lerp, as in ATen's vectorised CPU kernels.
  *
- * Arguments of lion_<dtype>: nt tensors; P, G, M arrays of nt data pointers (contiguous, or dense in one layout shared
- * by the three tensors of a triple); N their element counts (>= 1); lr in float64; decay = 1 - lr * weight_decay;
- * w1 = 1 - beta1; w2 = 1 - beta2; step_plain = lr rounded to the dtype; caution, maximize as 0/1; nthreads OpenMP
- * threads; tensors of at least big elements are split between the threads, smaller ones go to one thread whole.
+ * Arguments of lion_<p>_<m>: nt tensors; P, G, M, K arrays of nt data pointers (contiguous, or dense in one layout
+ * shared by the tensors of a triple; K, the Kahan compensations in the parameter's dtype, is read only if kahan);
+ * N their element counts (>= 1); lr in float64; decay = 1 - lr * weight_decay; w1 = 1 - beta1; w2 = 1 - beta2;
+ * step_plain = lr rounded to the compute type; caution, maximize, kahan as 0/1; nthreads OpenMP threads; tensors of
+ * at least big elements are split between the threads, smaller ones go to one thread whole.
  */
 
 #include <stdint.h>
@@ -19,12 +22,15 @@
 #include <math.h>
 #include <omp.h>
 
-#define LION_PROTOTYPE(NAME, S)                                                                                \
-    void lion_##NAME(int64_t nt, S** P, S** G, S** M, const int64_t* N, double lr, double decay, double w1,      \
-                     double w2, double step_plain, int caution, int maximize, int nthreads, int64_t big);
-LION_PROTOTYPE(f32, float)
-LION_PROTOTYPE(f64, double)
-LION_PROTOTYPE(bf16, uint16_t)
+#define LION_PROTOTYPE(NAME, SP, SM)                                                                           \
+    void lion_##NAME(int64_t nt, SP** P, SP** G, SM** M, SP** K, const int64_t* N, double lr, double decay,    \
+                     double w1, double w2, double step_plain, int caution, int maximize, int kahan,           \
+                     int nthreads, int64_t big);
+LION_PROTOTYPE(f32_f32, float, float)
+LION_PROTOTYPE(f64_f64, double, double)
+LION_PROTOTYPE(bf16_bf16, uint16_t, uint16_t)
+LION_PROTOTYPE(f32_bf16, float, uint16_t)
+LION_PROTOTYPE(bf16_f32, uint16_t, float)
 
 #define INLINE static inline __attribute__((always_inline))
 
@@ -39,46 +45,49 @@ INLINE uint16_t bf16_store(float f) {
 
 #define ID(x) (x)
 
-/* One call of NAME##_body per combination of its four flags, each a constant the compiler specialises on. */
-#define LION_CASE(NAME, K)                                                                                     \
-    case K: NAME##_body(nt, P, G, M, N, lr, dec, w1o, w2o, st, nthreads, big,                                  \
-                        (K >> 3) & 1, (K >> 2) & 1, (K >> 1) & 1, K & 1); break;
+/* One call of NAME##_body per combination of its five flags, each a constant the compiler specialises on. */
+#define LION_CASE(NAME, K_)                                                                                    \
+    case (K_): NAME##_body(nt, P, G, M, K, N, lr, dec, w1o, w2o, st, nthreads, big,                           \
+                           ((K_) >> 4) & 1, ((K_) >> 3) & 1, ((K_) >> 2) & 1, ((K_) >> 1) & 1, (K_) & 1); break;
+#define LION_CASES8(NAME, B)                                                                                   \
+    LION_CASE(NAME, B + 0) LION_CASE(NAME, B + 1) LION_CASE(NAME, B + 2) LION_CASE(NAME, B + 3)                \
+    LION_CASE(NAME, B + 4) LION_CASE(NAME, B + 5) LION_CASE(NAME, B + 6) LION_CASE(NAME, B + 7)
 #define LION_CASES(NAME)                                                                                       \
-    LION_CASE(NAME, 0) LION_CASE(NAME, 1) LION_CASE(NAME, 2) LION_CASE(NAME, 3)                                \
-    LION_CASE(NAME, 4) LION_CASE(NAME, 5) LION_CASE(NAME, 6) LION_CASE(NAME, 7)                                \
-    LION_CASE(NAME, 8) LION_CASE(NAME, 9) LION_CASE(NAME, 10) LION_CASE(NAME, 11)                              \
-    LION_CASE(NAME, 12) LION_CASE(NAME, 13) LION_CASE(NAME, 14) LION_CASE(NAME, 15)
+    LION_CASES8(NAME, 0) LION_CASES8(NAME, 8) LION_CASES8(NAME, 16) LION_CASES8(NAME, 24)
 
-#define DEFINE_LION(NAME, S, OT, LOAD, STORE, FMA, FABS)                                                          \
-INLINE OT NAME##_round(OT v) { return LOAD(STORE(v)); }                                                       \
+#define DEFINE_LION(NAME, SP, SM, OT, LOADP, STOREP, LOADM, STOREM, FMA, FABS)                                    \
 INLINE OT NAME##_lerp(OT a, OT b, OT w, OT wm, const int small) {                                             \
     OT diff = b - a;                                                                                           \
     return small ? FMA(w, diff, a) : FMA(-diff, wm, b);                                                        \
 }                                                                                                              \
-INLINE OT NAME##_step(double x) { return NAME##_round((OT)x); }                                               \
-INLINE void NAME##_update(S* restrict p, const S* restrict g, S* restrict m, int64_t lo, int64_t hi, OT decay,  \
-                          OT w1, OT w1m, OT w2, OT w2m, OT step, const int caution, const int maximize,          \
-                          const int s1, const int s2) {                                                        \
+INLINE void NAME##_update(SP* restrict p, const SP* restrict g, SM* restrict m, SP* restrict k, int64_t lo,     \
+                          int64_t hi, OT decay, OT w1, OT w1m, OT w2, OT w2m, OT step, const int caution,       \
+                          const int maximize, const int kahan, const int s1, const int s2) {                   \
     for (int64_t i = lo; i < hi; ++i) {                                                                        \
-        OT gv = maximize ? -LOAD(g[i]) : LOAD(g[i]);                                                           \
-        OT mv = LOAD(m[i]);                                                                                    \
-        OT d = NAME##_round(NAME##_lerp(mv, gv, w1, w1m, s1));                                                 \
+        OT gv = maximize ? -LOADP(g[i]) : LOADP(g[i]);                                                         \
+        OT mv = LOADM(m[i]);                                                                                   \
+        OT d = NAME##_lerp(mv, gv, w1, w1m, s1);                                                               \
         OT u = (OT)(d > 0) - (OT)(d < 0);                                                                      \
         if (caution) { OT a = (u * gv > 0) ? (OT)1 : (OT)0; u = u * a; }                                      \
-        OT pd = NAME##_round(LOAD(p[i]) * decay);                                                              \
-        p[i] = STORE(pd - u * step);                                                                           \
-        m[i] = STORE(NAME##_lerp(mv, gv, w2, w2m, s2));                                                        \
+        OT x = LOADP(p[i]);                                                                                    \
+        if (kahan) x = x + LOADP(k[i]);                                                                        \
+        x = x * decay;                                                                                         \
+        x = x - u * step;                                                                                      \
+        SP pn = STOREP(x);                                                                                     \
+        p[i] = pn;                                                                                             \
+        if (kahan) k[i] = STOREP(x - LOADP(pn));                                                               \
+        m[i] = STOREM(NAME##_lerp(mv, gv, w2, w2m, s2));                                                       \
     }                                                                                                          \
 }                                                                                                              \
-INLINE int64_t NAME##_count(const S* restrict g, const S* restrict m, int64_t lo, int64_t hi, OT w1, OT w1m,    \
+INLINE int64_t NAME##_count(const SP* restrict g, const SM* restrict m, int64_t lo, int64_t hi, OT w1, OT w1m,  \
                             const int maximize, const int s1) {                                                \
     int64_t total = 0;                                                                                         \
     for (int64_t b = lo; b < hi; b += (1 << 20)) {                                                             \
         int64_t e = b + (1 << 20) < hi ? b + (1 << 20) : hi;                                                   \
         int32_t c = 0;                                                                                         \
         for (int64_t i = b; i < e; ++i) {                                                                      \
-            OT gv = maximize ? -LOAD(g[i]) : LOAD(g[i]);                                                       \
-            OT d = NAME##_round(NAME##_lerp(LOAD(m[i]), gv, w1, w1m, s1));                                     \
+            OT gv = maximize ? -LOADP(g[i]) : LOADP(g[i]);                                                     \
+            OT d = NAME##_lerp(LOADM(m[i]), gv, w1, w1m, s1);                                                  \
             c += ((d > 0) & (gv > 0)) | ((d < 0) & (gv < 0));                                                  \
         }                                                                                                      \
         total += c;                                                                                            \
@@ -88,11 +97,11 @@ INLINE int64_t NAME##_count(const S* restrict g, const S* restrict m, int64_t lo
 INLINE OT NAME##_caution_step(double lr, int64_t count, int64_t n) {                                          \
     double mean = (double)count / (double)(n > 0 ? n : 1);                                                     \
     if (mean < 1e-3) mean = 1e-3;                                                                              \
-    return NAME##_step(lr / mean);                                                                             \
+    return (OT)(lr / mean);                                                                                    \
 }                                                                                                              \
-INLINE void NAME##_body(int64_t nt, S** P, S** G, S** M, const int64_t* N, double lr, OT decay, OT w1, OT w2,   \
-                        OT step_plain, int nthreads, int64_t big, const int caution,            \
-                        const int maximize, const int s1, const int s2) {                                       \
+INLINE void NAME##_body(int64_t nt, SP** P, SP** G, SM** M, SP** K, const int64_t* N, double lr, OT decay,      \
+                        OT w1, OT w2, OT step_plain, int nthreads, int64_t big, const int caution,             \
+                        const int maximize, const int kahan, const int s1, const int s2) {                      \
     OT w1m = (OT)1 - w1, w2m = (OT)1 - w2;                                                                     \
     _Pragma("omp parallel for schedule(dynamic, 1) num_threads(nthreads)")                                     \
     for (int64_t t = 0; t < nt; ++t) {                                                                         \
@@ -100,12 +109,13 @@ INLINE void NAME##_body(int64_t nt, S** P, S** G, S** M, const int64_t* N, doubl
         if (n >= big) continue;                                                                                \
         OT step = step_plain;                                                                                  \
         if (caution) step = NAME##_caution_step(lr, NAME##_count(G[t], M[t], 0, n, w1, w1m, maximize, s1), n); \
-        NAME##_update(P[t], G[t], M[t], 0, n, decay, w1, w1m, w2, w2m, step, caution, maximize, s1, s2);       \
+        NAME##_update(P[t], G[t], M[t], kahan ? K[t] : 0, 0, n, decay, w1, w1m, w2, w2m, step, caution,        \
+                      maximize, kahan, s1, s2);                                                                \
     }                                                                                                          \
     for (int64_t t = 0; t < nt; ++t) {                                                                         \
         int64_t n = N[t];                                                                                      \
         if (n < big) continue;                                                                                 \
-        S* p = P[t]; const S* g = G[t]; S* m = M[t];                                                           \
+        SP* p = P[t]; const SP* g = G[t]; SM* m = M[t]; SP* k = kahan ? K[t] : 0;                              \
         OT step = step_plain;                                                                                  \
         if (caution) {                                                                                         \
             int64_t cnt = 0;                                                                                   \
@@ -120,20 +130,23 @@ INLINE void NAME##_body(int64_t nt, S** P, S** G, S** M, const int64_t* N, doubl
         {                                                                                                      \
             int nth = omp_get_num_threads(), id = omp_get_thread_num();                                        \
             int64_t lo = n * id / nth, hi = n * (id + 1) / nth;                                                \
-            NAME##_update(p, g, m, lo, hi, decay, w1, w1m, w2, w2m, step, caution, maximize, s1, s2);          \
+            NAME##_update(p, g, m, k, lo, hi, decay, w1, w1m, w2, w2m, step, caution, maximize, kahan, s1, s2);\
         }                                                                                                      \
     }                                                                                                          \
 }                                                                                                              \
-void lion_##NAME(int64_t nt, S** P, S** G, S** M, const int64_t* N, double lr, double decay, double w1,          \
-                 double w2, double step_plain, int caution, int maximize, int nthreads, int64_t big) {         \
+void lion_##NAME(int64_t nt, SP** P, SP** G, SM** M, SP** K, const int64_t* N, double lr, double decay,         \
+                 double w1, double w2, double step_plain, int caution, int maximize, int kahan, int nthreads,  \
+                 int64_t big) {                                                                                \
     OT w1o = (OT)w1, w2o = (OT)w2;                                                                             \
     int s1 = FABS(w1o) < (OT)0.5, s2 = FABS(w2o) < (OT)0.5;                                                    \
     OT dec = (OT)decay, st = (OT)step_plain;                                                                   \
-    switch (caution * 8 + maximize * 4 + s1 * 2 + s2) {                                                        \
+    switch (caution * 16 + maximize * 8 + kahan * 4 + s1 * 2 + s2) {                                           \
         LION_CASES(NAME)                                                                                       \
     }                                                                                                          \
 }
 
-DEFINE_LION(f32, float, float, ID, ID, fmaf, fabsf)
-DEFINE_LION(f64, double, double, ID, ID, fma, fabs)
-DEFINE_LION(bf16, uint16_t, float, bf16_load, bf16_store, fmaf, fabsf)
+DEFINE_LION(f32_f32, float, float, float, ID, ID, ID, ID, fmaf, fabsf)
+DEFINE_LION(f64_f64, double, double, double, ID, ID, ID, ID, fma, fabs)
+DEFINE_LION(bf16_bf16, uint16_t, uint16_t, float, bf16_load, bf16_store, bf16_load, bf16_store, fmaf, fabsf)
+DEFINE_LION(f32_bf16, float, uint16_t, float, ID, ID, bf16_load, bf16_store, fmaf, fabsf)
+DEFINE_LION(bf16_f32, uint16_t, float, float, bf16_load, bf16_store, ID, ID, fmaf, fabsf)

@@ -19,13 +19,21 @@ from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 from noether.core.optimizer.lion.dispatch import DispatchCache, _dispatch
 from noether.core.optimizer.lion.reference import LrT
 from noether.core.optimizer.lion.state_checks import check_state_dict
-from noether.core.optimizer.lion.validation import _check_group_options, _check_sparse
+from noether.core.optimizer.lion.validation import (
+    _LOW_PRECISION,
+    _check_group_options,
+    _check_param_dtype,
+    _check_sparse,
+    _momentum_dtype,
+    _momentum_dtype_name,
+)
 
 __all__ = ["Lion"]
 
 
 _GRAD = operator.attrgetter("grad")
 _EXP_AVG = operator.itemgetter("exp_avg")
+_DTYPE = operator.attrgetter("dtype")
 
 
 def _with_grads(group_params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
@@ -56,11 +64,40 @@ def _check_fused_devices(params: list[Tensor], group_index: int) -> None:
             )
 
 
+def _saved_momenta(optimizer: Optimizer, state_dict: dict[str, Any]) -> dict[Tensor, Tensor]:
+    """The saved ``exp_avg`` of each real parameter whose group keeps momentum in another dtype (``momentum_dtype``).
+
+    ``torch.optim.Optimizer.load_state_dict`` casts every floating state tensor to its parameter's dtype, which would
+    narrow a float32 momentum of bfloat16 parameters; these are put back after it. A momentum saved in a dtype its
+    group does not ask for is left to torch's cast, as for any optimizer.
+    """
+    saved_ids = [i for g in state_dict["param_groups"] for i in g["params"]]
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if len(saved_ids) != len(params):
+        return {}  # torch refuses the load with its own error
+    id_to_param = dict(zip(saved_ids, params, strict=True))
+    wanted = {i: _momentum_dtype(g.get("momentum_dtype")) for g in state_dict["param_groups"] for i in g["params"]}
+    kept: dict[Tensor, Tensor] = {}
+    for key, value in state_dict["state"].items():
+        exp_avg = value.get("exp_avg") if isinstance(value, dict) else None
+        param = id_to_param.get(key)
+        if (
+            isinstance(exp_avg, Tensor)
+            and param is not None
+            and param.is_floating_point()
+            and exp_avg.dtype is not param.dtype
+            and exp_avg.dtype is wanted.get(key)
+        ):
+            kept[param] = exp_avg
+    return kept
+
+
 class Lion(Optimizer):
     """Implements Lion algorithm (sign of an interpolated momentum, decoupled weight decay, optional caution).
 
-    State per parameter: ``exp_avg`` only (no step counter). Every hyperparameter is read from the group at every
-    step, so schedules take effect immediately. See ``docs/lion.md``.
+    State per parameter: ``exp_avg`` (in ``momentum_dtype``), and ``kahan_comp`` (in the parameter's dtype) where
+    Kahan summation is on; no step counter. Every hyperparameter is read from the group at every step, so schedules
+    take effect immediately. See ``docs/lion.md`` and ``docs/mixed_precision.md``.
     """
 
     def __init__(
@@ -74,6 +111,8 @@ class Lion(Optimizer):
         foreach: bool | None = None,
         *,
         fused: bool | None = None,
+        kahan_sum: bool | None = None,
+        momentum_dtype: torch.dtype | str | None = None,
     ) -> None:
         """Initialize the hyperparameters.
 
@@ -91,6 +130,13 @@ class Lion(Optimizer):
                 kernel; same bits either way (see ``docs/lion.md``).
             fused: True: the fused kernel (the C kernel on CPU, a compiled one elsewhere); False: never a compiled
                 kernel. Exclusive with ``foreach``.
+            kahan_sum: Kahan summation: keep what rounding each parameter update lost in a compensation buffer (state
+                ``kahan_comp``, the parameter's dtype) and add it back at the next step, so that low-precision
+                parameters keep learning where ``lr`` is below half their ulp. None: on for bfloat16 and float16
+                parameters, off otherwise; True on another dtype is an error.
+            momentum_dtype: The dtype of ``exp_avg`` (float16, bfloat16, float32 or float64, or its name); None: the
+                parameter's dtype. The step computes in float32 (float64 if either is float64) whatever it is. The
+                parameter groups keep its name (``"bfloat16"``), which distributed checkpoints can store.
 
         Raises:
             ValueError: On any invalid hyperparameter or integer parameter, or a parameter given twice, naming it.
@@ -104,10 +150,13 @@ class Lion(Optimizer):
             "maximize": maximize,
             "foreach": foreach,
             "fused": fused,
+            "kahan_sum": kahan_sum,
+            "momentum_dtype": momentum_dtype,
         }
         _check_group_options(defaults)
+        defaults["momentum_dtype"] = _momentum_dtype_name(momentum_dtype)
         super().__init__(params, defaults)
-        self._dispatch_caches: list[DispatchCache] = []
+        self._dispatch_caches: list[tuple[DispatchCache, DispatchCache]] = []
         """One per parameter group: the dispatcher's decision of which kernel serves it, kept between steps."""
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -143,6 +192,8 @@ class Lion(Optimizer):
                     f"Lion: invalid params{where}: {label} has dtype {p.dtype}; "
                     "only floating-point and complex parameters can be optimized"
                 )
+            if isinstance(p, Tensor):
+                _check_param_dtype(p, position, options, where)
             if id(p) in seen:
                 raise ValueError(
                     f"Lion: invalid params{where}: {label} is the same tensor as parameter {seen[id(p)]}; "
@@ -154,7 +205,10 @@ class Lion(Optimizer):
                     "some parameters appear in more than one parameter group"
                 )
             seen[id(p)] = position
-        super().add_param_group({**param_group, "params": params})
+        group = {**param_group, "params": params}
+        if "momentum_dtype" in group:
+            group["momentum_dtype"] = _momentum_dtype_name(group["momentum_dtype"])
+        super().add_param_group(group)
         self._warn_if_decay_flips(self.param_groups[-1], len(self.param_groups) - 1)
 
     def _warn_if_decay_flips(self, group: dict[str, Any], index: int) -> None:
@@ -187,6 +241,8 @@ class Lion(Optimizer):
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
             group.setdefault("fused", None)
+            group.setdefault("kahan_sum", None)
+            group.setdefault("momentum_dtype", None)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict in torch's order, all or nothing, never aliasing the given dict's tensors.
@@ -213,6 +269,7 @@ class Lion(Optimizer):
             for t in value.values()
             if isinstance(t, Tensor)
         }
+        momenta = _saved_momenta(self, state_dict)
         # torch's load, with the hooks run here instead: the pre-hooks ran above, the post-hooks come after the copies.
         pre_hooks, post_hooks = self._optimizer_load_state_dict_pre_hooks, self._optimizer_load_state_dict_post_hooks
         self._optimizer_load_state_dict_pre_hooks = OrderedDict()
@@ -222,6 +279,8 @@ class Lion(Optimizer):
         finally:
             self._optimizer_load_state_dict_pre_hooks = pre_hooks
             self._optimizer_load_state_dict_post_hooks = post_hooks
+        for param, exp_avg in momenta.items():  # torch casts all floating state to the parameter's dtype: undo that
+            self.state[param]["exp_avg"] = exp_avg.to(device=param.device, copy=True)
         for param_state in self.state.values():
             if not isinstance(param_state, dict):
                 continue
@@ -229,71 +288,85 @@ class Lion(Optimizer):
                 if isinstance(value, Tensor) and (value.numel() == 0 or _storage_ptr(value) in given):
                     param_state[key] = value.clone(memory_format=torch.preserve_format)
         self._decay_warned = set()
-        for cache in self._dispatch_caches:  # new state tensors (and groups): every group is decided again
-            cache.clear()
+        for pair in self._dispatch_caches:  # new state tensors (and groups): every group is decided again
+            for cache in pair:
+                cache.clear()
         for post_hook in post_hooks.values():
             post_hook(self)
 
     def _init_group(
-        self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor]
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        kahan_params: list[Tensor],
+        kahan_grads: list[Tensor],
+        kahan_exp_avgs: list[Tensor],
+        kahan_comps: list[Tensor],
     ) -> None:
-        """Append the group's parameters that have a gradient, their gradients and their ``exp_avg`` to the lists.
+        """Collect the group's parameters with gradients and their state, creating or converting state as needed.
 
-        The traced step's form (torch's name and signature: ``torch.compile`` guards on the state lookups of this plain
-        loop per parameter); an eager step takes :func:`_with_grads` and :meth:`_momenta` instead.
+        Parameters with Kahan summation go into the four ``kahan_*`` lists, the others into ``params``, ``grads`` and
+        ``exp_avgs`` (separate lists rather than a tuple of lists: dynamo loses appends to lists inside a tuple
+        argument). A parameter's first step creates its ``exp_avg`` (zeros, in ``momentum_dtype``) and, with Kahan
+        summation, its ``kahan_comp`` (zeros): so a checkpoint without compensation (older, or from the original)
+        starts at zero. A momentum stored in another dtype than the group's ``momentum_dtype`` is converted.
+
+        Eager steps of groups that need no conversion and no compensation take list-wide passes (no Python loop over
+        thousands of tensors); the others, and a traced step, take a plain loop, on whose state lookups
+        ``torch.compile`` guards per parameter (list-wide passes would make it guard on the whole state dict, and
+        recompile once state exists).
         """
-        for p in group["params"]:
-            if p.grad is None:
-                continue
+        kahan_sum, momentum_dtype = group["kahan_sum"], _momentum_dtype(group["momentum_dtype"])
+        if torch.compiler.is_compiling():
+            with_grad = [p for p in group["params"] if p.grad is not None]
+        else:
+            with_grad, their_grads = _with_grads(group["params"])
+            states = list(map(self.state.__getitem__, with_grad))
+            plain = momentum_dtype is None and (
+                kahan_sum is False or (kahan_sum is None and set(map(_DTYPE, with_grad)).isdisjoint(_LOW_PRECISION))
+            )
+            if plain:
+                if not all(states):  # an empty dict: a parameter's first step
+                    for p, state in zip(with_grad, states, strict=True):
+                        if len(state) == 0:
+                            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                momenta = list(map(_EXP_AVG, states))
+                if all(map(operator.is_, map(_DTYPE, momenta), map(_DTYPE, with_grad))) and not any(
+                    map(operator.contains, states, itertools.repeat("kahan_comp"))
+                ):
+                    params.extend(with_grad)
+                    grads.extend(their_grads)
+                    exp_avgs.extend(momenta)
+                    return
+        for p in with_grad:
             state = self.state[p]
-            if len(state) == 0:
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            want = p.dtype if momentum_dtype is None or p.is_complex() else momentum_dtype
+            exp_avg = state.get("exp_avg")
+            if exp_avg is None:
+                exp_avg = state["exp_avg"] = torch.zeros_like(p, dtype=want, memory_format=torch.preserve_format)
+            elif exp_avg.dtype is not want:
+                exp_avg = state["exp_avg"] = exp_avg.to(want)
+            if kahan_sum if kahan_sum is not None else p.dtype in _LOW_PRECISION:
+                comp = state.get("kahan_comp")
+                if comp is None:
+                    comp = state["kahan_comp"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                kahan_params.append(p)
+                kahan_grads.append(p.grad)
+                kahan_exp_avgs.append(exp_avg)
+                kahan_comps.append(comp)
+                continue
+            state.pop("kahan_comp", None)  # turned off: a stale compensation must not return if turned on again
             params.append(p)
             grads.append(p.grad)
-            exp_avgs.append(state["exp_avg"])
+            exp_avgs.append(exp_avg)
 
-    def _momenta(self, params: list[Tensor]) -> list[Tensor]:
-        """The ``exp_avg`` of each parameter (created, zeros, at its first step), in list-wide passes."""
-        states = list(map(self.state.__getitem__, params))
-        if not all(states):  # an empty dict: a parameter's first step
-            for p, state in zip(params, states, strict=True):
-                if len(state) == 0:
-                    state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return list(map(_EXP_AVG, states))
-
-    def _traced_step(self) -> None:
-        """The step as ``torch.compile`` traces it: plain loops in the form it guards on without recompiling.
-
-        A traced step never runs the C kernel (the caller's compiler fuses the reference kernel), so it needs no
-        dispatch decisions.
-        """
-        for index, group in enumerate(self.param_groups):
-            _check_group_options(group, f" (param group {index})")
-            _check_sparse(p.grad for p in group["params"] if p.grad is not None)
-        for group in self.param_groups:
-            params: list[Tensor] = []
-            grads: list[Tensor] = []
-            exp_avgs: list[Tensor] = []
-            self._init_group(group, params, grads, exp_avgs)
-            beta1, beta2 = group["betas"]
-            _dispatch(
-                params,
-                grads,
-                exp_avgs,
-                maximize=group["maximize"],
-                foreach=group["foreach"],
-                beta1=beta1,
-                beta2=beta2,
-                lr=group["lr"],
-                weight_decay=group["weight_decay"],
-                caution=group["caution"],
-                fused=group["fused"],
-            )
-
-    def _group_caches(self) -> list[DispatchCache]:
+    def _group_caches(self) -> list[tuple[DispatchCache, DispatchCache]]:
+        """Per group, the dispatch decisions of its parameters without and with Kahan summation."""
         caches = self._dispatch_caches
         while len(caches) < len(self.param_groups):  # groups added since (add_param_group)
-            caches.append(DispatchCache())
+            caches.append((DispatchCache(), DispatchCache()))
         return caches
 
     @torch.no_grad()
@@ -314,36 +387,49 @@ class Lion(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if torch.compiler.is_compiling():
-            self._traced_step()
-            return loss
         # Validate everything first, so an error leaves params and state untouched.
-        with_grads = []
+        compiling = torch.compiler.is_compiling()
         for index, group in enumerate(self.param_groups):
             _check_group_options(group, f" (param group {index})")
-            params, grads = _with_grads(group["params"])
-            _check_sparse(grads)
-            if group["fused"]:
-                _check_fused_devices(group["params"], index)
-            with_grads.append((params, grads))
-        for index, group in enumerate(self.param_groups):
-            self._warn_if_decay_flips(group, index)
-        for group, (params, grads), cache in zip(self.param_groups, with_grads, self._group_caches(), strict=False):
-            exp_avgs = self._momenta(params)
+            if compiling:  # traced as one graph, in the form torch.compile knows (a graph break here recompiles)
+                _check_sparse(p.grad for p in group["params"] if p.grad is not None)
+            else:
+                _check_sparse([g for g in map(_GRAD, group["params"]) if g is not None])
+                if group["fused"]:
+                    _check_fused_devices(group["params"], index)
+        if not compiling:
+            for index, group in enumerate(self.param_groups):
+                self._warn_if_decay_flips(group, index)
+        # A traced step never runs the C kernel (the caller's compiler fuses the reference): it needs no decisions.
+        group_caches: list[tuple[DispatchCache, DispatchCache] | None] = (
+            [None] * len(self.param_groups) if compiling else [*self._group_caches()]
+        )
+        for group, caches in zip(self.param_groups, group_caches, strict=False):
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            exp_avgs: list[Tensor] = []
+            kahan_params: list[Tensor] = []
+            kahan_grads: list[Tensor] = []
+            kahan_exp_avgs: list[Tensor] = []
+            kahan_comps: list[Tensor] = []
+            self._init_group(group, params, grads, exp_avgs, kahan_params, kahan_grads, kahan_exp_avgs, kahan_comps)
             beta1, beta2 = group["betas"]
+            hyper: dict[str, Any] = {
+                "maximize": group["maximize"],
+                "foreach": group["foreach"],
+                "beta1": beta1,
+                "beta2": beta2,
+                "lr": group["lr"],
+                "weight_decay": group["weight_decay"],
+                "caution": group["caution"],
+                "fused": group["fused"],
+            }
             # Validated above for every group at once; the functional lion() would check it all again.
-            _dispatch(
-                params,
-                grads,
-                exp_avgs,
-                maximize=group["maximize"],
-                foreach=group["foreach"],
-                beta1=beta1,
-                beta2=beta2,
-                lr=group["lr"],
-                weight_decay=group["weight_decay"],
-                caution=group["caution"],
-                fused=group["fused"],
-                cache=cache,
-            )
+            plain_cache, kahan_cache = caches if caches is not None else (None, None)
+            if params or not kahan_params:
+                _dispatch(params, grads, exp_avgs, **hyper, cache=plain_cache)
+            if kahan_params:
+                _dispatch(
+                    kahan_params, kahan_grads, kahan_exp_avgs, **hyper, kahan_comps=kahan_comps, cache=kahan_cache
+                )
         return loss

@@ -376,12 +376,25 @@ class TritonLionKernel:
             maximize=bool(hyper["maximize"]),
         )
 
-    def call(self, ps: list[Tensor], gs: list[Tensor], ms: list[Tensor], numels: list[int], scalars: _Scalars) -> None:
+    def call(
+        self,
+        ps: list[Tensor],
+        gs: list[Tensor],
+        ms: list[Tensor],
+        numels: list[int],
+        scalars: _Scalars,
+        cs: list[Tensor] | None = None,
+    ) -> None:
         """Update every ``(ps[i], gs[i], ms[i])`` in place: one launch for all (two with caution).
+
+        ``cs`` (Kahan compensations) must be None: the dispatcher sends compensated parameters to the compiled
+        kernel until this one implements compensation.
 
         The caller guarantees what the kernel trusts: plain tensors of this kernel's dtype on one device, each triple
         of one shape, dense in memory with one layout, ``numels[i] == ps[i].numel()``. :func:`check_inputs` checks it.
         """
+        if cs is not None:
+            raise ValueError("the Triton Lion kernel has no Kahan compensation; use the compiled kernel for it")
         if not ps:
             return
         table = self._table(ps, gs, ms, numels)

@@ -71,6 +71,66 @@ def _check_flag(name: str, value: object, where: str = "", allow_none: bool = Fa
     raise ValueError(f"Lion: invalid {name}{where}: {value!r}; expected {allowed}")
 
 
+_MOMENTUM_DTYPES = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+"""The dtypes ``exp_avg`` may be kept in (``momentum_dtype``), by name."""
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+"""Parameter dtypes whose updates Kahan summation compensates (on by default for them)."""
+
+
+def _momentum_dtype(value: object, where: str = "") -> torch.dtype | None:
+    """``momentum_dtype`` as a torch dtype (a name like ``"bfloat16"`` or ``"torch.bfloat16"`` is accepted), or None.
+
+    Raises:
+        ValueError: Anything but None, a real floating dtype or its name.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        dtype = _MOMENTUM_DTYPES.get(value.removeprefix("torch."))
+        if dtype is not None:
+            return dtype
+    elif isinstance(value, torch.dtype) and value in _MOMENTUM_DTYPES.values():
+        return value
+    raise ValueError(
+        f"Lion: invalid momentum_dtype{where}: {value!r}; expected None (the parameter's dtype) or one of "
+        f"{', '.join(_MOMENTUM_DTYPES)} (a torch.dtype or its name)"
+    )
+
+
+_DTYPE_NAMES = {dtype: name for name, dtype in _MOMENTUM_DTYPES.items()}
+
+
+def _momentum_dtype_name(value: object, where: str = "") -> str | None:
+    """``momentum_dtype`` as it is kept in a parameter group: its name (``"bfloat16"``), or None.
+
+    A name rather than a ``torch.dtype``: distributed checkpointing (``get_optimizer_state_dict``) refuses dtype
+    objects in the param groups it flattens.
+    """
+    dtype = _momentum_dtype(value, where)
+    return None if dtype is None else _DTYPE_NAMES[dtype]
+
+
+def _check_param_dtype(p: Tensor, index: int, group: dict[str, Any], where: str = "") -> None:
+    """Raise ValueError if the group's ``kahan_sum`` or ``momentum_dtype`` cannot apply to parameter ``p``."""
+    if group.get("kahan_sum") is True and p.dtype not in _LOW_PRECISION:
+        raise ValueError(
+            f"Lion: invalid kahan_sum{where}: True, but parameter {index} has dtype {p.dtype}; Kahan summation "
+            "compensates bfloat16 and float16 parameters only (pass None to turn it on exactly for those)"
+        )
+    if group.get("momentum_dtype") is not None and p.is_complex():
+        raise ValueError(
+            f"Lion: invalid momentum_dtype{where}: {group['momentum_dtype']}, but parameter {index} is complex "
+            f"({p.dtype}); complex parameters keep their momentum in their own dtype: put them in a parameter group "
+            "with momentum_dtype=None"
+        )
+
+
 def _check_group_options(group: dict[str, Any], where: str = "") -> None:
     """Validate every hyperparameter of one parameter group (all before anything is changed)."""
     _check_lr(group["lr"], where)
@@ -80,6 +140,8 @@ def _check_group_options(group: dict[str, Any], where: str = "") -> None:
     _check_flag("maximize", group["maximize"], where)
     _check_flag("foreach", group["foreach"], where, allow_none=True)
     _check_flag("fused", group["fused"], where, allow_none=True)
+    _check_flag("kahan_sum", group.get("kahan_sum"), where, allow_none=True)
+    _momentum_dtype(group.get("momentum_dtype"), where)
     if group["foreach"] and group["fused"]:
         raise KernelChoiceError(f"Lion: foreach and fused cannot both be True{where}; choose one")
 
