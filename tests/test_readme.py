@@ -51,5 +51,7 @@ def test_project_urls_name_the_repository() -> None:
 def test_readme_says_how_long_the_first_make_demo_takes_and_make_shows_progress() -> None:
     quickstart = README.read_text().split("## Quickstart", 1)[1].split("## ", 1)[0]
     assert "35 s" in quickstart and "75 s" in quickstart
-    install = (README.parent / "Makefile").read_text().split("$(DEMO_STAMP): pyproject.toml Makefile", 1)[1].split("\n\n")[0]
+    install = (
+        (README.parent / "Makefile").read_text().split("$(DEMO_STAMP): pyproject.toml Makefile", 1)[1].split("\n\n")[0]
+    )
     assert "pip install" in install and "--quiet" not in install and "--progress-bar on" in install
