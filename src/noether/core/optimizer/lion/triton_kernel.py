@@ -21,13 +21,14 @@ Layout (multi-tensor apply, as torch's fused optimizers do it):
   the last, partial block of a tensor runs masked. Tensors must be dense in memory with the same layout in all three
   columns (contiguous, or e.g. the same channels-last strides): the kernel sees only flat spans of memory.
 
-Numerics (float32 math for bf16/fp16 parameters, rounded to the parameter's dtype wherever ATen's eager kernels
-round): ``1 - lr * wd`` and the caution step in float64, each ``lerp`` as one fused multiply-add, as ATen's
-vectorised CPU kernels and its CUDA build compute it, and no other contraction (the kernels are compiled with
-``enable_fp_fusion=False``). Where a platform rounds ``lerp`` twice instead (a non-vectorised ATen build, or
+Numerics (those of the reference): every step is computed in float32, the compute dtype of all parameter and
+momentum dtypes this kernel takes, and each stored value is rounded once to its own dtype. ``1 - lr * wd`` and the
+(caution) step are computed in float64 and rounded once to float32, each ``lerp`` is one fused multiply-add, as
+ATen's vectorised CPU kernels and its CUDA build compute it, and nothing else is contracted (the kernels are compiled
+with ``enable_fp_fusion=False``). Where a platform rounds ``lerp`` twice instead (a non-vectorised ATen build, or
 Triton's CPU interpreter, whose ``fma`` is a multiply then an add), ``exp_avg`` differs by at most one rounding of the
 momentum update, ``eps(dtype) * (|m| + |g|)``, and the direction ``sign(lerp(m, g, 1 - beta1))`` can differ only
-where its exact value lies within that bound of zero: there ``p`` differs by at most ``2 * step``, and under
+where its exact value lies within a float32 rounding of zero: there ``p`` differs by at most ``2 * step``, and under
 caution the tensor's count, hence its step, by the number of such entries.
 
 Extension points (for options that every kernel gets, e.g. Kahan-compensated parameters or a momentum dtype other
@@ -140,29 +141,18 @@ if TRITON_AVAILABLE:
         return tl.fma(coeff, end - start, tl.where(small, start, end))
 
     @triton.jit  # type: ignore[untyped-decorator]
-    def _direction(
-        g: tl.tensor, m: tl.tensor, lerp_w1: tl.tensor, maximize: tl.constexpr, p_dtype: tl.constexpr
-    ) -> tl.tensor:
-        """The (possibly negated) gradient and ``sign(lerp(m, g, 1 - beta1))``; NaN gives 0.
-
-        The lerp is rounded to the parameter's dtype before its sign is taken, as the eager kernel's is: a bf16/fp16
-        underflow to zero gives direction 0.
-        """
+    def _direction(g: tl.tensor, m: tl.tensor, lerp_w1: tl.tensor, maximize: tl.constexpr) -> tl.tensor:
+        """The (possibly negated) gradient and ``sign(lerp(m, g, 1 - beta1))`` of the float32 lerp; NaN gives 0."""
         if maximize:
             g = -g
-        d = _round_to(_lerp(m, g, lerp_w1), p_dtype)
+        d = _lerp(m, g, lerp_w1)
         u = (d > 0).to(tl.float32) - (d < 0).to(tl.float32)
         return g, u
 
     @triton.jit  # type: ignore[untyped-decorator]
-    def _apply_step(p: tl.tensor, step_u: tl.tensor, decay: tl.tensor, p_dtype: tl.constexpr) -> tl.tensor:
-        """``p * decay - step * u``, rounded to the parameter's dtype after each of the two operations.
-
-        The eager kernel's two in-place ops round the same way; ``step * u`` is exact. A compensated (Kahan) update
-        replaces this function.
-        """
-        p = _round_to(p * decay, p_dtype)
-        return _round_to(p - step_u, p_dtype).to(p_dtype)
+    def _apply_step(x: tl.tensor, step_u: tl.tensor, decay: tl.tensor) -> tl.tensor:
+        """``x * decay - step * u`` in float32, two roundings (``step * u`` is exact: ``u`` is -1, 0 or 1)."""
+        return x * decay - step_u
 
     @triton.jit  # type: ignore[untyped-decorator]
     def _add(a: tl.tensor, b: tl.tensor) -> tl.tensor:
@@ -177,12 +167,11 @@ if TRITON_AVAILABLE:
         mask: tl.tensor,
         lerp_w1: tl.tensor,
         maximize: tl.constexpr,
-        p_dtype: tl.constexpr,
     ) -> tl.tensor:
         """Number of entries of one block whose direction agrees with the gradient (masked-off lanes load 0: 0)."""
         g = _load(g_ptr, offs, mask)
         m = _load(m_ptr, offs, mask)
-        g, u = _direction(g, m, lerp_w1, maximize, p_dtype)
+        g, u = _direction(g, m, lerp_w1, maximize)
         # tl.reduce with a combine function of this module rather than tl.sum, a jit function of Triton's standard
         # library: that one stays compiled code if Triton was imported before TRITON_INTERPRET was set (tests).
         return tl.reduce((u * g > 0).to(tl.int32), 0, _add)
@@ -213,9 +202,9 @@ if TRITON_AVAILABLE:
         if aligned:
             offs = tl.max_contiguous(tl.multiple_of(offs, block), block)
         if start + block <= numel:
-            count = _count_block(g_ptr, m_ptr, offs, None, lerp_w1, maximize, p_dtype)
+            count = _count_block(g_ptr, m_ptr, offs, None, lerp_w1, maximize)
         else:
-            count = _count_block(g_ptr, m_ptr, offs, offs < numel, lerp_w1, maximize, p_dtype)
+            count = _count_block(g_ptr, m_ptr, offs, offs < numel, lerp_w1, maximize)
         tl.atomic_add(count_ptr + tensor, count.to(tl.int64))
 
     @triton.jit  # type: ignore[untyped-decorator]
@@ -238,10 +227,11 @@ if TRITON_AVAILABLE:
         p = _load(p_ptr, offs, mask)
         g = _load(g_ptr, offs, mask)
         m = _load(m_ptr, offs, mask)
-        g, u = _direction(g, m, lerp_w1, maximize, p_dtype)
+        g, u = _direction(g, m, lerp_w1, maximize)
         if caution:
             u = u * (u * g > 0).to(tl.float32)
-        tl.store(p_ptr + offs, _apply_step(p, step * u, decay, p_dtype), mask=mask)
+        x = _apply_step(p, step * u, decay)
+        tl.store(p_ptr + offs, _round_to(x, p_dtype).to(p_dtype), mask=mask)
         tl.store(m_ptr + offs, _round_to(_lerp(m, g, lerp_w2), m_dtype).to(m_dtype), mask=mask)
 
     @triton.jit  # type: ignore[untyped-decorator]
@@ -273,14 +263,15 @@ if TRITON_AVAILABLE:
         g_ptr = _column(table_ptr, tensor, 1, n_cols, p_dtype, aligned)
         m_ptr = _column(table_ptr, tensor, 2, n_cols, m_dtype, aligned)
         lr = tl.load(lr_ptr)
-        # float64 like the reference, then rounded as torch rounds float64 to 16-bit floats (through float32).
+        # float64 like the reference, rounded once to the compute dtype (float32). With weight decay 0 this is 1.0,
+        # and x * 1.0 is x: no branch needed.
         decay = (1.0 - lr * weight_decay).to(tl.float32)
         if caution:
             mean = tl.load(count_ptr + tensor).to(tl.float64) / tl.maximum(numel, 1).to(tl.float64)
             step64 = lr / tl.maximum(mean, min_mean)
         else:
             step64 = lr
-        step = _round_to(step64.to(tl.float32), p_dtype)
+        step = step64.to(tl.float32)
         offs = start + tl.arange(0, block)
         if aligned:
             offs = tl.max_contiguous(tl.multiple_of(offs, block), block)
