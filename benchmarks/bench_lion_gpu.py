@@ -9,18 +9,22 @@ One command, a few minutes (under 4 on one GPU)::
 What it does, in one process:
 
 1. Correctness: on ragged small tensors (sizes across the Triton kernel's block boundaries, 0-size and 1-element
-   ones) in float32, bfloat16 and float16, with and without caution, maximize and weight decay, a float and a tensor
-   lr, each CUDA path (``foreach=False``, ``foreach=True``, the default, ``fused=True`` with the Triton kernel and with
-   the inductor kernel) takes one step, compared with the reference kernel run on the CPU on the same values. The
-   bound, from the dtype: ``exp_avg`` within one rounding of the momentum update, ``eps * (|m| + |g|)``; parameters
-   bit-equal, except where the direction is within a few float32 roundings of zero (then by at most ``2 * step``).
+   ones) in float32, bfloat16 and float16, and in the low-precision modes (bfloat16 parameters with Kahan
+   compensation, float32 parameters with a bfloat16 momentum: :data:`MODES`), with and without caution, maximize and
+   weight decay, a float and a tensor lr, each CUDA path (``foreach=False``, ``foreach=True``, the default,
+   ``fused=True`` with the Triton kernel and with the inductor kernel) takes one step, compared with the reference
+   kernel run on the CPU on the same values. The bound, from the dtype: ``exp_avg`` within one rounding of the
+   momentum update in its dtype, ``eps * (|m| + |g|)``; parameters and compensations bit-equal, except where the
+   direction is within a few float32 roundings of zero (then by at most ``2 * step``).
 2. Bandwidth: a device-to-device copy of 1 GiB, timed the same way (8 bytes per float32 element moved).
 3. Timing: the ``many``, ``big``, ``many-bf16`` and ``big-bf16`` workloads of ``bench_lion.py``, for ``Lion
    foreach=True``, ``Lion fused`` (Triton), ``Lion fused (inductor)``, torch's ``AdamW fused`` and the timm-style
-   foreach Lion of ``bench_lion.py`` (plus the caution variants of the two Lion kernels): the median time of a step
+   foreach Lion of ``bench_lion.py`` (plus the caution variants of the two Lion kernels, and the low-precision modes:
+   Kahan compensation on the bfloat16 workloads, a bfloat16 momentum on the float32 ones): the median time of a step
    (wall clock around the step and a device synchronisation, so launch overhead counts), its ratio to AdamW fused
-   and to Lion foreach, and the effective bandwidth (the bytes the update must move: 5 tensor passes for Lion, 7 for
-   AdamW) as a share of the measured copy bandwidth.
+   and to Lion foreach (both in the workload's dtype, Lion without compensation), and the effective bandwidth (the
+   bytes the update must move: 5 tensor passes for Lion, 7 with Kahan compensation or for AdamW, 16 bytes per element
+   for float32 parameters with a bfloat16 momentum) as a share of the measured copy bandwidth.
 
 The targets: the Triton kernel at most 0.75x the time of torch's fused AdamW on ``big``, and at least 80% of the copy
 bandwidth there. The table ends with whether they are met.
@@ -84,34 +88,88 @@ PATHS: dict[str, dict[str, Any]] = {
 }
 
 
-def _step(path: str, params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], hyper: dict[str, Any]) -> None:
+def _step(
+    path: str,
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    hyper: dict[str, Any],
+    comps: list[Tensor] | None = None,
+) -> None:
     options = dict(PATHS[path])
     backend = options.pop("_backend", "triton")
     _with_cuda_kernel(
         backend,
-        lambda: dispatch.lion(params, grads, exp_avgs, **hyper, **options),  # type: ignore[arg-type]
+        lambda: dispatch.lion(params, grads, exp_avgs, **hyper, **options, kahan_comps=comps),  # type: ignore[arg-type]
     )
 
 
-def check_path(path: str, device: str, dtype: torch.dtype, hyper: dict[str, Any], seed: int = 0) -> dict[str, Any]:
-    """One step of ``path`` on ``device`` against the CPU reference; returns the deviations and whether they pass."""
+@dataclass(frozen=True)
+class Mode:
+    """Parameter dtype, momentum dtype and Kahan compensation of one correctness check."""
+
+    dtype: torch.dtype
+    momentum_dtype: torch.dtype
+    kahan: bool = False
+
+    @property
+    def name(self) -> str:
+        name = str(self.dtype).removeprefix("torch.")
+        if self.momentum_dtype is not self.dtype:
+            name += f" (momentum {str(self.momentum_dtype).removeprefix('torch.')})"
+        return name + (" +Kahan" if self.kahan else "")
+
+
+MODES = [
+    Mode(torch.float32, torch.float32),
+    Mode(torch.bfloat16, torch.bfloat16),
+    Mode(torch.float16, torch.float16),
+    Mode(torch.bfloat16, torch.bfloat16, kahan=True),
+    Mode(torch.float32, torch.bfloat16),
+]
+
+
+def check_path(
+    path: str, device: str, dtype: torch.dtype | Mode, hyper: dict[str, Any], seed: int = 0
+) -> dict[str, Any]:
+    """One step of ``path`` on ``device`` against the CPU reference; returns the deviations and whether they pass.
+
+    ``dtype``: the parameters' dtype (momentum alike, no compensation), or a :class:`Mode`.
+    """
+    mode = dtype if isinstance(dtype, Mode) else Mode(dtype, dtype)
     gen = torch.Generator().manual_seed(seed)
-    ps, gs, ms = ([torch.randn(s, generator=gen).to(dtype) for s in CHECK_SHAPES] for _ in range(3))
+    ps, gs = ([torch.randn(s, generator=gen).to(mode.dtype) for s in CHECK_SHAPES] for _ in range(2))
+    ms = [torch.randn(s, generator=gen).to(mode.momentum_dtype) for s in CHECK_SHAPES]
+    cs: list[Tensor] | None = None
+    if mode.kahan:
+        # Compensations as a run leaves them: the rounding error of a float32 weight near p (at most half an ulp).
+        xs = [p.float() * (1 + torch.randn(p.shape, generator=gen) * torch.finfo(mode.dtype).eps) for p in ps]
+        ps = [x.to(mode.dtype) for x in xs]
+        cs = [(x - p.float()).to(mode.dtype) for x, p in zip(xs, ps, strict=True)]
     ref_p, ref_m = [p.clone() for p in ps], [m.clone() for m in ms]
+    ref_c = None if cs is None else [c.clone() for c in cs]
     cpu_hyper = {**hyper, "lr": hyper["lr"].cpu() if isinstance(hyper["lr"], Tensor) else hyper["lr"]}
-    _single_tensor_lion(ref_p, gs, ref_m, **cpu_hyper)
+    _single_tensor_lion(ref_p, gs, ref_m, **cpu_hyper, kahan_comps=ref_c)
     dev_p, dev_g, dev_m = ([t.to(device) for t in ts] for ts in (ps, gs, ms))
-    _step(path, dev_p, dev_g, dev_m, hyper)
-    eps = torch.finfo(dtype).eps
+    dev_c = None if cs is None else [c.to(device) for c in cs]
+    _step(path, dev_p, dev_g, dev_m, hyper, dev_c)
+    eps = torch.finfo(mode.momentum_dtype).eps
     w1 = torch.tensor(1.0 - hyper["beta1"], dtype=torch.float32).double()
     p_mismatch = m_excess = ties = 0
     max_p_diff = max_m_ratio = 0.0
-    for g, m0, rp, rm, dp, dm in zip(gs, ms, ref_p, ref_m, dev_p, dev_m, strict=True):
+    # Compensations are compared like parameters: bit-equal wherever the direction is not a near tie.
+    ref_pc = ref_p if ref_c is None else [p.double() + c.double() for p, c in zip(ref_p, ref_c, strict=True)]
+    dev_pc = dev_p if dev_c is None else [p.double() + c.double() for p, c in zip(dev_p, dev_c, strict=True)]
+    c_pairs = [] if ref_c is None or dev_c is None else list(zip(ref_c, dev_c, strict=True))
+    for i, (g, m0, rp, rm, dp, dm) in enumerate(zip(gs, ms, ref_pc, ref_m, dev_pc, dev_m, strict=True)):
         g64 = -g.double() if hyper["maximize"] else g.double()
         d = m0.double() + w1 * (g64 - m0.double())
         tie = (d.abs() <= 4 * EPS32 * (m0.double().abs() + g64.abs())) & (d != 0)
         ties += int(tie.sum())
         p_diff = (dp.cpu().double() - rp.double()).abs().nan_to_num()
+        if c_pairs:  # the split between p and c must match too, not only their sum
+            rc, dc = c_pairs[i]
+            p_diff = torch.maximum(p_diff, (dc.cpu().double() - rc.double()).abs().nan_to_num())
         step_bound = 2 * float(hyper["lr"]) / 1e-3 if hyper["caution"] else 2 * float(hyper["lr"])
         bad_p = (p_diff > 0) & ~tie
         if hyper["caution"] and tie.any():
@@ -125,7 +183,7 @@ def check_path(path: str, device: str, dtype: torch.dtype, hyper: dict[str, Any]
             max_m_ratio = max(max_m_ratio, float((m_diff / tol.clamp_min(1e-45)).max()))
     return {
         "path": path,
-        "dtype": str(dtype).removeprefix("torch."),
+        "dtype": mode.name,
         "options": {k: (float(v) if isinstance(v, Tensor) else v) for k, v in hyper.items()},
         "tensor_lr": isinstance(hyper["lr"], Tensor),
         "param_mismatches": p_mismatch,
@@ -138,9 +196,9 @@ def check_path(path: str, device: str, dtype: torch.dtype, hyper: dict[str, Any]
 
 
 def check_correctness(device: str, paths: Sequence[str]) -> list[dict[str, Any]]:
-    """Every path in every dtype and option combination (see the module docstring)."""
+    """Every path in every mode and option combination (see the module docstring)."""
     results = []
-    for dtype in (torch.float32, torch.bfloat16, torch.float16):
+    for mode in MODES:
         for caution in (False, True):
             for maximize, weight_decay in ((False, 0.1), (True, 0.0)):
                 for tensor_lr in (False, True):
@@ -153,7 +211,7 @@ def check_correctness(device: str, paths: Sequence[str]) -> list[dict[str, Any]]
                         "caution": caution,
                         "maximize": maximize,
                     }
-                    results.extend(check_path(path, device, dtype, hyper) for path in paths)
+                    results.extend(check_path(path, device, mode, hyper) for path in paths)
     return results
 
 
@@ -165,10 +223,14 @@ def check_correctness(device: str, paths: Sequence[str]) -> list[dict[str, Any]]
 class Impl:
     name: str
     make: Callable[[list[torch.nn.Parameter]], Callable[[], object]]
-    passes: int  # tensor-sized reads + writes the update needs at minimum
+    passes: float  # reads + writes the update needs at minimum, in units of the workload's element size
+    dtypes: tuple[torch.dtype, ...] = (torch.float32, torch.bfloat16, torch.float16)  # workloads it runs on
 
 
 def _lion(backend: str = "triton", **kwargs: Any) -> Callable[[list[torch.nn.Parameter]], Callable[[], object]]:
+    """Lion with ``kwargs``; without compensation unless ``kahan_sum=True`` (its default is on for 16-bit weights)."""
+    kwargs.setdefault("kahan_sum", False)
+
     def make(params: list[torch.nn.Parameter]) -> Callable[[], object]:
         opt = Lion(params, lr=LR, betas=BETAS, weight_decay=WEIGHT_DECAY, **kwargs)
         return lambda: _with_cuda_kernel(backend, opt.step)
@@ -184,6 +246,12 @@ IMPLS = [
     Impl("Lion fused (inductor)", _lion("inductor", fused=True), 5),
     Impl("Lion foreach=True +caution", _lion(foreach=True, caution=True), 5),
     Impl("Lion fused (Triton) +caution", _lion(fused=True, caution=True), 5),
+    # Low-precision modes: bfloat16 weights with Kahan compensation (14 bytes per element), float32 weights with a
+    # bfloat16 momentum (16 bytes per element: 4 passes of float32).
+    Impl("Lion foreach=True +Kahan", _lion(foreach=True, kahan_sum=True), 7, (torch.bfloat16, torch.float16)),
+    Impl("Lion fused (Triton) +Kahan", _lion(fused=True, kahan_sum=True), 7, (torch.bfloat16, torch.float16)),
+    Impl("Lion foreach=True momentum bf16", _lion(foreach=True, momentum_dtype=torch.bfloat16), 4, (torch.float32,)),
+    Impl("Lion fused (Triton) momentum bf16", _lion(fused=True, momentum_dtype=torch.bfloat16), 4, (torch.float32,)),
 ]
 
 
@@ -313,8 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for wname in selected:
         workload = all_workloads[wname]
-        timings = time_workload(workload, IMPLS, device, rounds, steps)
-        for row in table(wname, workload, IMPLS, timings, copy_gbs):
+        impls = [impl for impl in IMPLS if workload.dtype in impl.dtypes]
+        timings = time_workload(workload, impls, device, rounds, steps)
+        for row in table(wname, workload, impls, timings, copy_gbs):
             rows.append(row)
             print(
                 f"| {wname} | {row['implementation']} | {row['median_ms']:.3f} | {row['vs_adamw_fused']:.2f} "

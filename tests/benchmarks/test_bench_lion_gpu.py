@@ -54,23 +54,59 @@ def test_checker_passes_a_correct_path(bench: ModuleType, dtype: torch.dtype) ->
     assert result["ok"] and result["param_mismatches"] == 0 and result["exp_avg_beyond_bound"] == 0
 
 
+def test_checker_covers_the_low_precision_modes(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 + Kahan and fp32 + bf16 momentum are checked; a path that drops the compensation fails."""
+    names = {mode.name for mode in bench.MODES}
+    assert {"bfloat16 +Kahan", "float32 (momentum bfloat16)"} <= names
+    for mode in bench.MODES:
+        result = bench.check_path("foreach=True", "cpu", mode, HYPER)
+        assert result["ok"] and result["dtype"] == mode.name, result
+
+    original = bench._step
+
+    def no_kahan(
+        path: str,
+        ps: list[torch.Tensor],
+        gs: list[torch.Tensor],
+        ms: list[torch.Tensor],
+        hyper: dict[str, Any],
+        comps: list[torch.Tensor] | None = None,
+    ) -> None:
+        original(path, ps, gs, ms, hyper, None)
+
+    monkeypatch.setattr(bench, "_step", no_kahan)
+    kahan = next(mode for mode in bench.MODES if mode.kahan)
+    result = bench.check_path("foreach=True", "cpu", kahan, HYPER)
+    assert not result["ok"] and result["param_mismatches"] > 0
+
+
 def test_checker_catches_a_wrong_path(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     """A kernel with a wrong beta2 (momentum off far beyond one rounding) and one with a wrong lr both fail."""
     original = bench._step
 
     def wrong_beta2(
-        path: str, ps: list[torch.Tensor], gs: list[torch.Tensor], ms: list[torch.Tensor], hyper: dict[str, Any]
+        path: str,
+        ps: list[torch.Tensor],
+        gs: list[torch.Tensor],
+        ms: list[torch.Tensor],
+        hyper: dict[str, Any],
+        comps: list[torch.Tensor] | None = None,
     ) -> None:
-        original(path, ps, gs, ms, {**hyper, "beta2": 0.98})
+        original(path, ps, gs, ms, {**hyper, "beta2": 0.98}, comps)
 
     monkeypatch.setattr(bench, "_step", wrong_beta2)
     result = bench.check_path("foreach=True", "cpu", torch.float32, HYPER)
     assert not result["ok"] and result["exp_avg_beyond_bound"] > 0
 
     def wrong_lr(
-        path: str, ps: list[torch.Tensor], gs: list[torch.Tensor], ms: list[torch.Tensor], hyper: dict[str, Any]
+        path: str,
+        ps: list[torch.Tensor],
+        gs: list[torch.Tensor],
+        ms: list[torch.Tensor],
+        hyper: dict[str, Any],
+        comps: list[torch.Tensor] | None = None,
     ) -> None:
-        original(path, ps, gs, ms, {**hyper, "lr": 0.0101})
+        original(path, ps, gs, ms, {**hyper, "lr": 0.0101}, comps)
 
     monkeypatch.setattr(bench, "_step", wrong_lr)
     result = bench.check_path("foreach=True", "cpu", torch.float32, HYPER)

@@ -8,8 +8,8 @@ its own compiler) to check that the real GPU code builds, vectorises and contrac
 
 Tolerances, from the dtype: the interpreter computes ``tl.fma`` as a multiply then an add (two roundings), where the
 GPU and ATen's CPU kernels round once, so ``exp_avg`` may differ by one rounding in its dtype, ``eps * (|m| + |g|)``.
-Parameters must match bit for bit wherever the direction (computed in float32) is not within a few float32 roundings
-of zero (checked on the data: no element is).
+Parameters (and Kahan compensations) must match bit for bit wherever the direction (computed in float32) is not
+within a few float32 roundings of zero (checked on the data: no element is).
 """
 
 from __future__ import annotations
@@ -61,45 +61,64 @@ def interp() -> Iterator[types.ModuleType]:
             os.environ["TRITON_INTERPRET"] = previous
 
 
+Tensors = list[torch.Tensor]
+
+
 def make(
-    shapes: list[tuple[int, ...]], dtype: torch.dtype, seed: int
-) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+    shapes: list[tuple[int, ...]], dtype: torch.dtype, seed: int, m_dtype: torch.dtype | None = None
+) -> tuple[Tensors, Tensors, Tensors]:
     gen = torch.Generator().manual_seed(seed)
     ps = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
     gs = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
-    ms = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
+    ms = [torch.randn(s, generator=gen).to(m_dtype or dtype) for s in shapes]
     return ps, gs, ms
 
 
-def clones(ts: list[torch.Tensor]) -> list[torch.Tensor]:
+def make_comps(ps: Tensors, seed: int) -> Tensors:
+    """Compensations as a run leaves them: the rounding error of a float32 weight near ``p``, in p's dtype.
+
+    ``ps`` are moved onto the rounded weights, so that ``|c|`` is at most half a unit in the last place of ``p``.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    comps = []
+    for p in ps:
+        x = p.float() + torch.randn(p.shape, generator=gen) * torch.finfo(p.dtype).eps * p.float().abs()
+        p.copy_(x)
+        comps.append((x - p.float()).to(p.dtype))
+    return comps
+
+
+def clones(ts: Tensors) -> Tensors:
     return [t.clone() for t in ts]
 
 
 def run_kernel(
     module: types.ModuleType,
-    ps: list[torch.Tensor],
-    gs: list[torch.Tensor],
-    ms: list[torch.Tensor],
+    ps: Tensors,
+    gs: Tensors,
+    ms: Tensors,
     hyper: dict[str, object],
     block: int = BLOCK,
+    cs: Tensors | None = None,
 ) -> None:
-    dtype = ps[0].dtype
-    module.check_inputs(ps, gs, ms, dtype)
-    kernel = module.TritonLionKernel(dtype, bool(hyper["caution"]), block=block)
-    kernel.call(ps, gs, ms, [p.numel() for p in ps], kernel.scalars(hyper, dtype, ps[0].device))
+    dtype, m_dtype = ps[0].dtype, ms[0].dtype
+    module.check_inputs(ps, gs, ms, dtype, m_dtype, cs)
+    kernel = module.TritonLionKernel(dtype, bool(hyper["caution"]), m_dtype, block=block)
+    kernel.call(ps, gs, ms, [p.numel() for p in ps], kernel.scalars(hyper, dtype, ps[0].device), cs)
 
 
 def assert_matches_reference(
     module: types.ModuleType,
-    ps: list[torch.Tensor],
-    gs: list[torch.Tensor],
-    ms: list[torch.Tensor],
+    ps: Tensors,
+    gs: Tensors,
+    ms: Tensors,
     hyper: dict[str, object],
     block: int = BLOCK,
+    cs: Tensors | None = None,
 ) -> None:
     """One step of the kernel and of the reference on copies of the same tensors, compared (see the module doc)."""
     dtype = ps[0].dtype
-    eps = torch.finfo(dtype).eps
+    eps_m = torch.finfo(ms[0].dtype).eps
     w1 = torch.tensor(1.0 - float(hyper["beta1"]), dtype=torch.float32).double()  # type: ignore[arg-type]
     for m, g in zip(ms, gs, strict=True):
         g64 = -g.double() if hyper["maximize"] else g.double()
@@ -108,14 +127,17 @@ def assert_matches_reference(
         near_zero = (d != 0) & (d.abs() <= 4 * EPS32 * (m.double().abs() + g64.abs()))
         assert not near_zero.any(), "test data has a direction within rounding of zero; pick another seed"
     ref_p, ref_m = clones(ps), clones(ms)
-    _single_tensor_lion(ref_p, list(gs), ref_m, **hyper)  # type: ignore[arg-type]
+    ref_c = None if cs is None else clones(cs)
+    _single_tensor_lion(ref_p, list(gs), ref_m, **hyper, kahan_comps=ref_c)  # type: ignore[arg-type]
     m0 = clones(ms)
-    run_kernel(module, ps, gs, ms, hyper, block)
-    for i, (p, rp) in enumerate(zip(ps, ref_p, strict=True)):
+    run_kernel(module, ps, gs, ms, hyper, block, cs)
+    pairs = list(zip(ps, ref_p, strict=True)) + (list(zip(cs, ref_c, strict=True)) if cs and ref_c else [])
+    for i, (p, rp) in enumerate(pairs):
         assert torch.equal(p.isnan(), rp.isnan()), f"tensor {i}: NaN positions differ"
-        assert torch.equal(p.nan_to_num(), rp.nan_to_num()), f"tensor {i}: params differ ({dtype}, {hyper})"
+        assert torch.equal(p.nan_to_num(), rp.nan_to_num()), f"tensor {i}: params/comps differ ({dtype}, {hyper})"
     for i, (m, rm, old, g) in enumerate(zip(ms, ref_m, m0, gs, strict=True)):
-        tol = eps * (old.double().abs() + g.double().abs())
+        assert m.dtype is rm.dtype
+        tol = eps_m * (old.double().abs() + g.double().abs())
         diff = (m.double() - rm.double()).abs()
         assert torch.equal(m.isnan(), rm.isnan()), f"tensor {i}: NaN positions of exp_avg differ"
         assert bool((diff.nan_to_num() <= tol).all()), f"tensor {i}: exp_avg off by {diff.max()} ({dtype}, {hyper})"
@@ -145,6 +167,64 @@ def test_tensor_lr_no_decay_and_large_lerp_weights(interp: types.ModuleType, dty
         "maximize": False,
     }
     assert_matches_reference(interp, ps, gs, ms, hyper)
+
+
+LOW_PRECISION = [
+    (torch.bfloat16, torch.bfloat16, True),
+    (torch.float16, torch.float16, True),
+    (torch.float32, torch.bfloat16, False),
+    (torch.bfloat16, torch.float32, False),
+    (torch.bfloat16, torch.float32, True),
+]
+"""(parameter dtype, momentum dtype, Kahan compensation): the low-precision options, alone and together."""
+
+
+@pytest.mark.parametrize(
+    ("p_dtype", "m_dtype", "kahan"),
+    LOW_PRECISION,
+    ids=[f"{str(p)[6:]}-m_{str(m)[6:]}{'-kahan' if k else ''}" for p, m, k in LOW_PRECISION],
+)
+@pytest.mark.parametrize("caution", [False, True], ids=["plain", "caution"])
+@pytest.mark.parametrize("maximize", [False, True], ids=["min", "max"])
+def test_low_precision_options_match_reference(
+    interp: types.ModuleType,
+    p_dtype: torch.dtype,
+    m_dtype: torch.dtype,
+    kahan: bool,
+    caution: bool,
+    maximize: bool,
+) -> None:
+    """Kahan compensation and a momentum dtype of its own, on ragged sizes (0-size and 1-element included)."""
+    ps, gs, ms = make(RAGGED, p_dtype, seed=7, m_dtype=m_dtype)
+    cs = make_comps(ps, seed=8) if kahan else None
+    if cs is not None:
+        assert any(bool(c.ne(0).any()) for c in cs)  # the compensations take part
+    hyper = {"beta1": 0.9, "beta2": 0.99, "lr": 0.01, "weight_decay": 0.1, "caution": caution, "maximize": maximize}
+    assert_matches_reference(interp, ps, gs, ms, hyper, cs=cs)
+
+
+def test_kahan_carries_updates_below_half_an_ulp_over_steps(interp: types.ModuleType) -> None:
+    """bfloat16 weights near 1.0 (ulp 2**-7) with lr = 1e-3: each step alone rounds away, the compensation keeps it.
+
+    Ten steps of the kernel and of the reference, compared after every step (params and compensations bit for bit),
+    with a tensor lr and no weight decay; the weights must have moved by about ten steps.
+    """
+    n = 70
+    p0 = (1.0 + torch.linspace(-0.2, 0.2, n)).to(torch.bfloat16)
+    g = torch.where(torch.arange(n) % 3 == 0, -1.0, 1.0).to(torch.bfloat16)
+    ps, ms, cs = [p0.clone()], [torch.zeros(n, dtype=torch.bfloat16)], [torch.zeros(n, dtype=torch.bfloat16)]
+    ref_p, ref_m, ref_c = clones(ps), clones(ms), clones(cs)
+    lr = torch.tensor(1e-3, dtype=torch.float64)
+    hyper = {"beta1": 0.9, "beta2": 0.99, "lr": lr, "weight_decay": 0.0, "caution": False, "maximize": False}
+    kernel = interp.TritonLionKernel(torch.bfloat16, False, block=BLOCK)
+    for _ in range(10):
+        _single_tensor_lion(ref_p, [g], ref_m, **hyper, kahan_comps=ref_c)  # type: ignore[arg-type]
+        kernel.call(ps, [g], ms, [n], kernel.scalars(hyper, torch.bfloat16, ps[0].device), cs)
+        assert torch.equal(ps[0], ref_p[0]) and torch.equal(cs[0], ref_c[0])
+        torch.testing.assert_close(ms[0], ref_m[0], rtol=2 * torch.finfo(torch.bfloat16).eps, atol=0)
+    moved = (ps[0].double() + cs[0].double()) - p0.double()
+    torch.testing.assert_close(moved, -10 * 1e-3 * g.double(), rtol=0.02, atol=0)
+    assert bool(ps[0].ne(p0).any())
 
 
 @pytest.mark.parametrize("block", [16, 32, 128])
@@ -204,12 +284,16 @@ def test_dense_permuted_layout_is_accepted_and_non_dense_is_refused(interp: type
 def test_table_is_cached_by_addresses_and_sizes(interp: types.ModuleType) -> None:
     kernel = interp.TritonLionKernel(torch.float32, False, block=BLOCK)
     ps, gs, ms = make([(10,), (100,)], torch.float32, seed=6)
-    first = kernel._table(ps, gs, ms, [10, 100])
-    assert kernel._table(ps, gs, ms, [10, 100]) is first
+    first = kernel._table(ps, gs, ms, None, [10, 100])
+    assert kernel._table(ps, gs, ms, None, [10, 100]) is first
     assert first.n_blocks == 1 + 2 and first.block_tensor[:3].tolist() == [0, 1, 1]
     assert first.block_index[:3].tolist() == [0, 0, 1]
-    other = kernel._table(ps, [gs[0], gs[1].clone()], ms, [10, 100])
+    other = kernel._table(ps, [gs[0], gs[1].clone()], ms, None, [10, 100])
     assert other is not first and other.ptrs[4].item() != first.ptrs[4].item()
+    cs = [torch.zeros_like(p) for p in ps]
+    with_comps = kernel._table(ps, gs, ms, cs, [10, 100])
+    assert with_comps.n_cols == 4 and first.n_cols == 3
+    assert with_comps.ptrs[:8].tolist() == [t.data_ptr() for row in zip(ps, gs, ms, cs, strict=True) for t in row]
 
 
 def test_bad_construction(interp: types.ModuleType) -> None:
@@ -217,6 +301,8 @@ def test_bad_construction(interp: types.ModuleType) -> None:
         interp.TritonLionKernel(torch.float64, False)
     with pytest.raises(ValueError, match=r"block=48"):
         interp.TritonLionKernel(torch.float32, False, block=48)
+    with pytest.raises(ValueError, match=r"momentum_dtype torch.float64 is not supported"):
+        interp.TritonLionKernel(torch.float32, False, torch.float64)
 
 
 def test_hyperparameters_are_runtime_values() -> None:
@@ -227,21 +313,31 @@ def test_hyperparameters_are_runtime_values() -> None:
     ):
         constexprs = {p.name for p in kernel.params if p.is_constexpr}
         assert not runtime & constexprs
-        assert constexprs <= {"n_cols", "p_dtype", "m_dtype", "block", "caution", "maximize", "aligned"}
+        assert constexprs <= {"n_cols", "p_dtype", "m_dtype", "block", "caution", "maximize", "kahan", "aligned"}
 
 
-@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
-def test_kernels_compile_for_a_cuda_target(dtype: str) -> None:
+COMPILE_CASES = {
+    "fp32": ("fp32", "fp32", False),
+    "bf16": ("bf16", "bf16", False),
+    "bf16-kahan-m_fp32": ("bf16", "fp32", True),
+    "fp32-m_bf16": ("fp32", "bf16", False),
+}
+
+
+@pytest.mark.parametrize("case", list(COMPILE_CASES))
+def test_kernels_compile_for_a_cuda_target(case: str) -> None:
     """The GPU code builds (no GPU needed), uses 16-byte loads when aligned, and has no FMA beyond the two lerps."""
     tl = triton.language
-    tl_dtype = {"fp32": tl.float32, "bf16": tl.bfloat16}[dtype]
+    tl_dtypes = {"fp32": tl.float32, "bf16": tl.bfloat16}
+    p_name, m_name, kahan = COMPILE_CASES[case]
     const = {
-        "n_cols": 3,
-        "p_dtype": tl_dtype,
-        "m_dtype": tl_dtype,
+        "n_cols": 4 if kahan else 3,
+        "p_dtype": tl_dtypes[p_name],
+        "m_dtype": tl_dtypes[m_name],
         "block": 4096,
         "caution": True,
         "maximize": False,
+        "kahan": kahan,
         "aligned": True,
     }
     sig = {
@@ -258,10 +354,10 @@ def test_kernels_compile_for_a_cuda_target(dtype: str) -> None:
     ptx = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options).asm["ptx"]
     assert "ld.global.v4.b32" in ptx and "st.global.v4.b32" in ptx
     threads = 32 * triton_kernel.NUM_WARPS
-    # Two lerps per element, in the unmasked and the masked branch.
+    # Two lerps per element, in the unmasked and the masked branch; the compensated update contracts nothing.
     assert len(re.findall(r"\bfma\.rn\.f32\b", ptx)) == 2 * 2 * 4096 // threads
 
-    count_const = {k: v for k, v in const.items() if k != "caution"}
+    count_const = {k: v for k, v in const.items() if k not in ("caution", "kahan")}
     count_sig = {
         k: v for k, v in sig.items() if k in {*count_const, "lerp_w1"} or (k.endswith("_ptr") and k != "lr_ptr")
     }
@@ -274,6 +370,11 @@ def test_dispatcher_routes_cuda_fused_to_triton() -> None:
     """``fused=True`` on CUDA takes the Triton kernel for its dtypes (choosing builds nothing on the device)."""
     for dtype in DTYPES:
         assert dispatch._get_kernel(torch.device("cuda"), dtype, False).__class__ is triton_kernel.TritonLionKernel
+    # The low-precision options too: Kahan compensation and a momentum dtype of its own.
+    for dtype, m_dtype, kahan in LOW_PRECISION:
+        kernel = dispatch._get_kernel(torch.device("cuda"), dtype, True, m_dtype, kahan)
+        assert isinstance(kernel, triton_kernel.TritonLionKernel)
+        assert (kernel.dtype, kernel.momentum_dtype, kernel.caution) == (dtype, m_dtype, True)
 
 
 def test_library_imports_and_runs_without_triton() -> None:

@@ -6,9 +6,8 @@ Kernels (each in a module of its own, all computing the update rule of :mod:`.re
 * :func:`.foreach_kernel._multi_tensor_lion` for ``foreach=True``.
 * ``fused=True`` (:func:`_fused_lion`): on CPU the C kernel (:mod:`.cpu_kernel`) for float32, float64 and bfloat16
   (momentum of the same dtype, or float32 and bfloat16 either way); on CUDA the Triton kernel (:mod:`.triton_kernel`)
-  for float32, bfloat16 and float16 where Triton is installed (without Kahan compensation and with momentum of the
-  parameter's dtype; the compiled kernel serves those options); the compiled kernel (:mod:`.compiled_kernel`) for
-  everything else.
+  for float32, bfloat16 and float16 parameters and momenta (with or without Kahan compensation) where Triton is
+  installed; the compiled kernel (:mod:`.compiled_kernel`) for everything else.
 * The default (``foreach`` and ``fused`` both None): on CPU, :func:`_native_cpu_lion` runs the C kernel where it
   applies (plain contiguous tensors of one of those dtype pairs, and a C compiler to build it once per machine);
   everything else takes the blocked foreach kernel. Same bits either way.
@@ -99,11 +98,11 @@ def _get_kernel(
 
     CPU tensors of the dtype pairs in ``C_PAIRS`` get the C kernel of :mod:`.cpu_kernel` unless
     ``NOETHER_FUSED_LION_CPU=inductor``; where it cannot be built (no C compiler, or its self-check fails) they get the
-    inductor kernel, with a warning. CUDA tensors of the dtypes in ``TRITON_DTYPES`` get the Triton kernel where
-    Triton is installed, unless ``NOETHER_FUSED_LION_CUDA=inductor``. Other dtypes and devices get the inductor kernel.
-    On CPU, unless ``NOETHER_FUSED_LION_CPU=inductor`` asked for inductor by name, a machine where that cannot compile
-    either (no C++ compiler) gets the blocked foreach kernel, with a warning: same bits, never an error for a missing
-    compiler.
+    inductor kernel, with a warning. CUDA tensors of the dtypes in ``TRITON_DTYPES`` (parameters and momenta) get the
+    Triton kernel where Triton is installed, unless ``NOETHER_FUSED_LION_CUDA=inductor``. Other dtypes and devices get
+    the inductor kernel. On CPU, unless ``NOETHER_FUSED_LION_CPU=inductor`` asked for inductor by name, a machine where
+    that cannot compile either (no C++ compiler) gets the blocked foreach kernel, with a warning: same bits, never an
+    error for a missing compiler.
     """
     m_dtype = dtype if momentum_dtype is None else momentum_dtype
     if device.type == "cpu":
@@ -113,10 +112,8 @@ def _get_kernel(
     elif device.type == "cuda":
         backend = _CUDA_KERNEL
         if backend == "triton":
-            # The Triton kernel has neither Kahan compensation nor another momentum dtype yet: the compiled kernel
-            # serves those.
-            plain = not kahan and m_dtype == dtype
-            backend = "triton" if TRITON_AVAILABLE and dtype in TRITON_DTYPES and plain else "inductor"
+            takes = dtype in TRITON_DTYPES and m_dtype in TRITON_DTYPES
+            backend = "triton" if TRITON_AVAILABLE and takes else "inductor"
     else:
         backend = "inductor"
     key = (device, dtype, m_dtype, kahan, caution, backend)
@@ -139,7 +136,7 @@ def _build_kernel(
         except CpuKernelBuildError as exc:
             _warn_once(f"fused Lion: using the inductor kernel on CPU: {exc}")
     elif backend == "triton":
-        return TritonLionKernel(dtype, caution)
+        return TritonLionKernel(dtype, caution, momentum_dtype)
     elif backend != "inductor":
         variable = "NOETHER_FUSED_LION_CPU" if device.type == "cpu" else "NOETHER_FUSED_LION_CUDA"
         allowed = "'c' or 'inductor'" if device.type == "cpu" else "'triton' or 'inductor'"
