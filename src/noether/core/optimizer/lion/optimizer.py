@@ -249,8 +249,8 @@ class Lion(Optimizer):
 
         The load pre-hooks run first (they may repair an old state dict), then the whole state is checked before
         anything changes (torch's group and size checks, then every parameter's state: a dict with ``exp_avg``,
-        dense finite tensors of the parameter's shape, see :func:`.state_checks.param_state_problems`), then it is
-        loaded, then the load post-hooks run (they may store anything in ``self.state``).
+        dense finite tensors of the parameter's shape, see :mod:`.state_checks`), then it is loaded, then the load
+        post-hooks run (they may store anything in ``self.state``).
 
         Raises:
             ValueError: The state dict does not fit this optimizer or holds bad state, naming the parameter index and
