@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 
 from noether.core.optimizer.lion import Lion
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_lion.py"
+from tests.benchmarks.script import load_script
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_lion", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_lion"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_lion")
 
 
 def test_quick_run_prints_a_row_per_implementation_and_workload(

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_lowprec.py"
+from tests.benchmarks.script import load_script
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_lowprec", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_lowprec"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_lowprec")
 
 
 def test_memory_table_measures_the_documented_bytes_per_param(bench: ModuleType) -> None:

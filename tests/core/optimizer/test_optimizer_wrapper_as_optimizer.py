@@ -58,6 +58,17 @@ def params(model: torch.nn.Module) -> list[torch.Tensor]:
     return [p.detach().clone() for p in model.parameters()]
 
 
+def trained_with_halving_lr(model: torch.nn.Module, steps: int) -> OptimizerWrapper:
+    """A wrapper over ``model`` after ``steps`` steps, torch's StepLR halving every group's lr after each."""
+    wrapper = build(model)
+    scheduler = torch.optim.lr_scheduler.StepLR(wrapper, step_size=1, gamma=0.5)
+    for step in range(steps):
+        backward(model, step)
+        wrapper.step()
+        scheduler.step()
+    return wrapper
+
+
 def test_is_a_torch_optimizer_sharing_the_wrapped_objects() -> None:
     wrapper = build(mlp())
     assert isinstance(wrapper, torch.optim.Optimizer)
@@ -131,12 +142,7 @@ def test_resume_with_a_torch_scheduler_is_bit_identical(name: str) -> None:
 
 def test_changed_config_value_wins_and_scheduled_lr_is_restored() -> None:
     model = mlp()
-    wrapper = build(model)
-    scheduler = torch.optim.lr_scheduler.StepLR(wrapper, step_size=1, gamma=0.5)
-    for step in range(3):
-        backward(model, step)
-        wrapper.step()
-        scheduler.step()
+    wrapper = trained_with_halving_lr(model, steps=3)
     saved = roundtrip(wrapper.state_dict())
     scheduled_lrs = [group["lr"] for group in wrapper.param_groups]
     assert scheduled_lrs[0] == pytest.approx(1e-2 / 8)
@@ -265,12 +271,7 @@ def test_distributed_checkpoint_takes_the_wrapper_directly() -> None:
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict, set_optimizer_state_dict
 
     model = mlp()
-    wrapper = build(model)
-    scheduler = torch.optim.lr_scheduler.StepLR(wrapper, step_size=1, gamma=0.5)
-    for step in range(2):
-        backward(model, step)
-        wrapper.step()
-        scheduler.step()
+    wrapper = trained_with_halving_lr(model, steps=2)
     saved = copy.deepcopy(get_optimizer_state_dict(model, wrapper))
     resumed_model = copy.deepcopy(model)
     resumed = build(resumed_model)

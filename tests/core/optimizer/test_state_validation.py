@@ -182,6 +182,23 @@ def test_float_step_and_missing_momentum_buffer_are_accepted() -> None:
     assert param_state_problems({"step": True}) != []
 
 
+def test_a_meta_step_is_refused_rather_than_read() -> None:
+    # Reading the number of a meta tensor raises; the check must name the problem instead.
+    problems = param_state_problems({"step": torch.tensor(1.0, device="meta"), "exp_avg": torch.zeros(2)})
+    assert problems == ["state 'step' is on the meta device (it holds no data)"]
+
+
+def test_all_elementwise_holds_every_key_but_step_to_the_elementwise_rules() -> None:
+    param = torch.zeros(8, 4)
+    state = {"step": 1, "extra": torch.full((8, 4), math.nan), "row": torch.zeros(4), "momentum_buffer": None}
+    assert param_state_problems(state, param) == []  # unknown keys are the optimizer's business by default
+    assert param_state_problems(state, param, all_elementwise=True) == [
+        "state 'extra' has 32 non-finite entries (NaN or inf)",
+        "state 'row' has shape (4,) but the parameter has shape (8, 4)",
+        "state 'momentum_buffer' must be a tensor, got NoneType None",
+    ]
+
+
 # ---- malformed checkpoints (they used to raise KeyError, "invalid literal for int()" or NotImplementedError) -------
 
 

@@ -20,7 +20,9 @@ from noether.core.utils.logging import float_to_scientific_notation
         (0.25, 1, "2.5e-01"),
     ],
 )
-def test_spec_table(value: float, precision: int, expected: str) -> None:
+def test_renders_group_names_exactly_as_the_original_framework(value: float, precision: int, expected: str) -> None:
+    # Param group names and metric keys are built from these strings, so the original's rendering is kept byte for
+    # byte, including its mixed style ("5.0e-01" but "1e-05"): old logs and checkpoints keep their keys.
     assert float_to_scientific_notation(value, max_precision=precision, remove_plus=True) == expected
 
 

@@ -137,6 +137,9 @@ def _finiteness_problem(key: str, value: torch.Tensor) -> str | None:
 
 def _step_problem(value: Any) -> str | None:
     if isinstance(value, torch.Tensor):
+        unusable = _tensor_problem("step", value)  # first: a meta tensor has no number to read
+        if unusable is not None:
+            return unusable
         local = _local(value)
         if value.numel() != 1:
             return f"state 'step' must hold one number, but has shape {tuple(value.shape)}"
@@ -146,14 +149,18 @@ def _step_problem(value: Any) -> str | None:
     elif isinstance(value, numbers.Real) and not isinstance(value, bool):
         number = float(value)
     else:
-        return f"state 'step' must be a tensor or a number, got {type(value).__name__} {value!r:.60}"
+        return f"state 'step' must be a number or a 1-element tensor, got {type(value).__name__} {value!r:.60}"
     if not math.isfinite(number) or number < 0:
         return f"state 'step' must be a finite number >= 0, got {number!r}"
     return None
 
 
 def param_state_problems(
-    state: Any, param: torch.Tensor | None = None, required_keys: Collection[str] = ()
+    state: Any,
+    param: torch.Tensor | None = None,
+    required_keys: Collection[str] = (),
+    *,
+    all_elementwise: bool = False,
 ) -> list[str]:
     """Why the saved per-parameter ``state`` cannot be loaded (for ``param`` when given); empty if it can.
 
@@ -163,12 +170,15 @@ def param_state_problems(
     (``momentum_buffer`` may be ``None``) with finite entries, and the :data:`NONNEGATIVE_STATE_KEYS` have no negative
     entry. With ``param``: an elementwise key has exactly its shape and a floating (complex for a complex parameter)
     dtype, any other tensor of its rank has its shape too (the :data:`FACTORED_STATE_KEYS` need only broadcast to
-    it), and floating point and complex are not mixed.
+    it), and floating point and complex are not mixed. With ``all_elementwise``, every key but ``step`` is held to
+    the rules of an elementwise key (and ``momentum_buffer`` may not be ``None``): for an optimizer whose whole state
+    is per-element, such as Lion, where any other tensor is corrupt.
 
     Args:
         state: The saved state of one parameter.
         param: The parameter it is loaded for; ``None`` skips the checks that need it.
         required_keys: Keys a non-empty state must hold (see :func:`required_state_keys`).
+        all_elementwise: Treat every key but ``step`` as one of the :data:`ELEMENTWISE_STATE_KEYS`.
 
     Returns:
         One message per problem, each naming the state key.
@@ -190,41 +200,49 @@ def param_state_problems(
     for key, value in state.items():
         if key == "step":
             reason = _step_problem(value)
-            if reason is None and isinstance(value, torch.Tensor):
-                reason = _tensor_problem(key, value)
             if reason is not None:
                 problems.append(reason)
             continue
-        if key in ELEMENTWISE_STATE_KEYS and not isinstance(value, torch.Tensor):
-            if value is None and key == "momentum_buffer":
+        elementwise = all_elementwise or key in ELEMENTWISE_STATE_KEYS
+        if elementwise and not isinstance(value, torch.Tensor):
+            if value is None and key == "momentum_buffer" and not all_elementwise:
                 continue
             problems.append(f"state '{key}' must be a tensor, got {type(value).__name__} {value!r:.60}")
             continue
         if not isinstance(value, torch.Tensor):
             continue  # other optimizers keep numbers and lists of tensors here (LBFGS)
         reason = _tensor_problem(key, value)
-        if reason is None and key in ELEMENTWISE_STATE_KEYS:
+        if reason is None and elementwise:
             reason = _finiteness_problem(key, value)
         if reason is None and key in NONNEGATIVE_STATE_KEYS:
             negative = int((_local(value) < 0).sum()) if not value.dtype.is_complex else 0
             if negative:
                 reason = f"state '{key}' has {negative} negative entr{'y' if negative == 1 else 'ies'}; it must be >= 0"
         if reason is None and param is not None:
-            reason = state_tensor_problem(param, key, value)
+            reason = state_tensor_problem(param, key, value, elementwise=elementwise)
         if reason is not None:
             problems.append(reason)
     return problems
 
 
-def state_tensor_problem(param: torch.Tensor, key: str, value: torch.Tensor) -> str | None:
+def state_tensor_problem(
+    param: torch.Tensor, key: str, value: torch.Tensor, *, elementwise: bool | None = None
+) -> str | None:
     """Why the saved state tensor ``value`` under ``key`` cannot belong to ``param`` (shape, dtype), or None.
 
-    An elementwise key (:data:`ELEMENTWISE_STATE_KEYS`) has exactly the parameter's shape and its kind of dtype
-    (floating or complex; the precision may differ). Any other tensor of the parameter's rank has its shape too,
-    except the :data:`FACTORED_STATE_KEYS`, which need only broadcast to it, and does not mix floating point and
-    complex. Tensors of another rank (step counters, preconditioners) are not checked.
+    An elementwise key (by default those of :data:`ELEMENTWISE_STATE_KEYS`) has exactly the parameter's shape and its
+    kind of dtype (floating or complex; the precision may differ). Any other tensor of the parameter's rank has its
+    shape too, except the :data:`FACTORED_STATE_KEYS`, which need only broadcast to it, and does not mix floating
+    point and complex. Tensors of another rank (step counters, preconditioners) are not checked.
+
+    Args:
+        param: The parameter the state belongs to.
+        key: The state key, for the message and to tell whether it is elementwise.
+        value: The saved tensor.
+        elementwise: Whether ``value`` is elementwise; ``None`` asks :data:`ELEMENTWISE_STATE_KEYS`.
     """
-    elementwise = key in ELEMENTWISE_STATE_KEYS
+    if elementwise is None:
+        elementwise = key in ELEMENTWISE_STATE_KEYS
     if not elementwise and (value.ndim != param.ndim or value.ndim == 0):
         return None  # step counters, preconditioners and the like: their shape is the optimizer's business
     if key in FACTORED_STATE_KEYS:

@@ -31,7 +31,7 @@ from noether.core.schemas.bounds import (
     LrScale,
     WeightDecay,
 )
-from noether.core.schemas.schedules import AnyScheduleConfig
+from noether.core.schemas.schedules import AnyScheduleConfig, kind_text_or_none
 
 __all__ = ["OptimizerConfig", "ParamGroupModifierConfig"]
 
@@ -229,13 +229,7 @@ class OptimizerConfig(BaseModel):
     @field_validator("kind", mode="before")
     @classmethod
     def _kind_is_a_str(cls, value: Any) -> Any:
-        # Lax validation would turn b"torch.optim.SGD" into a str; a kind is a class path written as text.
-        if value is not None and not isinstance(value, str):
-            raise ValueError(
-                f"kind must be a str naming the optimizer class, e.g. 'torch.optim.AdamW', got "
-                f"{type(value).__name__} {value!r}"
-            )
-        return value
+        return kind_text_or_none(value, "the optimizer class", "torch.optim.AdamW")
 
     @model_validator(mode="after")
     def _lr_required_with_kind(self) -> OptimizerConfig:

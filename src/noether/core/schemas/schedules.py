@@ -85,6 +85,22 @@ _SHORT = "noether.core.schedules."
 """Prefix of the short ``kind`` strings of the original framework."""
 
 
+def kind_text_or_none(value: Any, what: str, example: str) -> Any:
+    """A ``mode="before"`` check of a config's ``kind``: ``None`` or a str, else a ValueError naming what it names.
+
+    Lax validation would turn ``b"pkg.Class"`` into a str; a kind is a class path written as text, nothing else.
+    Shared by the schedule and the optimizer configs.
+
+    Args:
+        value: The raw ``kind`` value.
+        what: What the kind names, for the message (e.g. ``"the schedule class"``).
+        example: A valid kind, for the message.
+    """
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"kind must be a str naming {what}, e.g. {example!r}, got {type(value).__name__} {value!r}")
+    return value
+
+
 # The kinds each config accepts: the short path of the original, and the class's full module path.
 _ProgressScheduleKind = Literal[
     "noether.core.schedules.ProgressSchedule", "noether.core.schedules.base.ProgressSchedule"
@@ -173,13 +189,7 @@ class ScheduleBaseConfig(BaseModel):
     @field_validator("kind", mode="before")
     @classmethod
     def _kind_is_a_str(cls, value: Any) -> Any:
-        # Lax validation would turn b"pkg.Class" into a str; a kind is a class path written as text, nothing else.
-        if value is not None and not isinstance(value, str):
-            raise ValueError(
-                f"kind must be a str naming the schedule class, e.g. 'noether.core.schedules.ConstantSchedule', got "
-                f"{type(value).__name__} {value!r}"
-            )
-        return value
+        return kind_text_or_none(value, "the schedule class", "noether.core.schedules.ConstantSchedule")
 
     @model_validator(mode="after")
     def _check_base_fields(self) -> ScheduleBaseConfig:

@@ -143,7 +143,8 @@ def test_free_running_float64_matches_reference_over_many_steps(kernel) -> None:
 
 
 @pytest.mark.parametrize("foreach", [False, True])
-def test_spec_worked_values(foreach) -> None:
+def test_worked_values_of_docs_lion_md(foreach) -> None:
+    # The two plain steps docs/lion.md works through by hand ("Worked values").
     p = torch.nn.Parameter(torch.tensor([1.0], dtype=torch.float64))
     opt = Lion([p], lr=0.1, betas=(0.9, 0.99), weight_decay=0.1, foreach=foreach)
     p.grad = torch.tensor([0.5], dtype=torch.float64)
@@ -161,14 +162,14 @@ def test_spec_worked_values(foreach) -> None:
     ("caution", "expected"),
     [(True, [1.0, 1 + 0.1 / 0.75, 1 - 0.1 / 0.75, 1 + 0.1 / 0.75]), (False, [1.1, 1.1, 0.9, 1.1])],
 )
-def test_spec_caution_example(foreach, caution, expected) -> None:
+def test_caution_example_of_docs_lion_md(foreach, caution, expected) -> None:
     p = torch.nn.Parameter(torch.ones(4, dtype=torch.float64))
     opt = Lion([p], lr=0.1, weight_decay=0.0, caution=caution, foreach=foreach)
     opt.state[p]["exp_avg"] = torch.tensor([-1.0, -1.0, 0.0, 0.0], dtype=torch.float64)
     p.grad = torch.tensor([1.0, -1.0, 1.0, -1.0], dtype=torch.float64)
     opt.step()
     assert p.tolist() == pytest.approx(expected, abs=1e-15)
-    # The rounded values printed in the spec.
+    # The rounded values docs/lion.md prints for this example ("Worked values").
     assert [round(x, 4) for x in p.tolist()] == ([1.0, 1.1333, 0.8667, 1.1333] if caution else [1.1, 1.1, 0.9, 1.1])
 
 

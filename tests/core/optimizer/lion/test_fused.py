@@ -509,15 +509,19 @@ def test_a_machine_that_cannot_compile_gets_a_clear_error(monkeypatch: pytest.Mo
     assert torch.equal(p, torch.ones(4)) and torch.equal(m, torch.zeros(4))
 
 
-def test_without_a_c_compiler_cpu_falls_back_to_the_inductor_kernel_with_a_warning(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+@pytest.fixture
+def no_c_compiler(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Fused Lion on CPU wants the C kernel, none is built yet (an empty cache folder) and no C compiler is found."""
     monkeypatch.setattr(dispatch, "_CPU_KERNEL", "c")
     monkeypatch.setattr(dispatch, "_KERNELS", {})
     monkeypatch.setattr(dispatch, "_WARNED", set())
     monkeypatch.setattr(cpu_build, "_LIB", None)
     monkeypatch.setenv("NOETHER_CACHE_DIR", str(tmp_path))  # nothing built yet
     monkeypatch.setattr(cpu_build.shutil, "which", lambda name: None)
+
+
+@pytest.mark.usefixtures("no_c_compiler")
+def test_without_a_c_compiler_cpu_falls_back_to_the_inductor_kernel_with_a_warning() -> None:
     ps, gs, ms = make_params(torch.float32, seed=17, shapes=[(30,), (4, 5)])
     with pytest.warns(RuntimeWarning, match="using the inductor kernel on CPU: no C compiler found"):
         assert_same_as_single_tensor(ps, gs, ms, steps=1, lr=0.01, weight_decay=0.1, caution=False, maximize=False)
@@ -525,18 +529,12 @@ def test_without_a_c_compiler_cpu_falls_back_to_the_inductor_kernel_with_a_warni
     assert len(kernels) == 1 and isinstance(kernels[0], compiled_kernel._ChunkKernel)
 
 
+@pytest.mark.usefixtures("no_c_compiler")
 def test_without_any_compiler_fused_cpu_falls_back_to_the_foreach_kernel_with_a_warning(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # No C compiler for the C kernel, and none for inductor either (it needs a C++ compiler on CPU): fused=True
     # still steps, as docs/lion.md says, with the blocked foreach kernel (same bits).
-    monkeypatch.setattr(dispatch, "_CPU_KERNEL", "c")
-    monkeypatch.setattr(dispatch, "_KERNELS", {})
-    monkeypatch.setattr(dispatch, "_WARNED", set())
-    monkeypatch.setattr(cpu_build, "_LIB", None)
-    monkeypatch.setenv("NOETHER_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(cpu_build.shutil, "which", lambda name: None)
-
     def no_cxx(*args: object) -> None:
         raise FusedLionCompileError("fused Lion: torch.compile of the kernel failed (InvalidCxxCompiler)")
 

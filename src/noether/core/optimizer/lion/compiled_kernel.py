@@ -101,6 +101,17 @@ def _agree(d: Tensor, g: Tensor) -> Tensor:
     return ((d > 0) & (g > 0)) | ((d < 0) & (g < 0))
 
 
+def _cautious(u: Tensor, d: Tensor, g: Tensor, lr64: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """The cautious update ``u`` (zero where ``d`` and ``g`` disagree) and its step, lr / the agreeing fraction.
+
+    The agreeing entries are counted in int32 and the lr divided in float64; both results are in ``dtype``, the dtype
+    the update is computed in. Shared by the full-precision and the widened branch of :func:`_lion_update_`.
+    """
+    agree = _agree(d, g)
+    mean = agree.sum(dtype=torch.int32).to(torch.float64) / agree.numel()
+    return u * agree.to(dtype), (lr64 / torch.clamp(mean, min=_CAUTION_MIN_MEAN)).to(dtype)
+
+
 def _lion_update_(
     p: Tensor,
     g: Tensor,
@@ -131,10 +142,7 @@ def _lion_update_(
         d = torch.lerp(m, g, w1)
         u = torch.sign(d)
         if caution:
-            agree = _agree(d, g)
-            u = u * agree.to(dtype)
-            mean = agree.sum(dtype=torch.int32).to(torch.float64) / agree.numel()
-            step = (lr64 / torch.clamp(mean, min=_CAUTION_MIN_MEAN)).to(dtype)
+            u, step = _cautious(u, d, g, lr64, dtype)
         p.copy_(p * decay - u * step)
         m.copy_(torch.lerp(m, g, w2))
         return
@@ -143,10 +151,7 @@ def _lion_update_(
     d = torch.lerp(m_c, g_c, w1)
     u = torch.sign(d)
     if caution:
-        agree = _agree(d, g_c)
-        u = u * agree.to(compute)
-        mean = agree.sum(dtype=torch.int32).to(torch.float64) / agree.numel()
-        step = (lr64 / torch.clamp(mean, min=_CAUTION_MIN_MEAN)).to(compute)
+        u, step = _cautious(u, d, g_c, lr64, compute)
     x = p.to(compute)
     if c is not None:
         x = x + c.to(compute)

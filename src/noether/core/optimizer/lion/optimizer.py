@@ -97,7 +97,9 @@ class Lion(Optimizer):
 
     State per parameter: ``exp_avg`` (in ``momentum_dtype``), and ``kahan_comp`` (in the parameter's dtype) where
     Kahan summation is on; no step counter. Every hyperparameter is read from the group at every step, so schedules
-    take effect immediately. See ``docs/lion.md`` and ``docs/mixed_precision.md``.
+    take effect immediately. The algorithm, its kernels and their numerics:
+    https://github.com/Emmi-AI/noether-optim/blob/main/docs/lion.md; the low-precision options:
+    https://github.com/Emmi-AI/noether-optim/blob/main/docs/mixed_precision.md.
     """
 
     def __init__(
@@ -127,7 +129,8 @@ class Lion(Optimizer):
             maximize: Maximize the objective instead of minimizing it.
             foreach: True: blocked foreach kernel; False: single-tensor kernel; None (with ``fused`` None): on CPU
                 the C kernel of ``fused=True`` where it applies and builds (once per machine), else the blocked foreach
-                kernel; same bits either way (see ``docs/lion.md``).
+                kernel; same bits either way (which kernel serves what:
+                https://github.com/Emmi-AI/noether-optim/blob/main/docs/lion.md).
             fused: True: the fused kernel (the C kernel on CPU, a compiled one elsewhere); False: never a compiled
                 kernel. Exclusive with ``foreach``.
             kahan_sum: Kahan summation: keep what rounding each parameter update lost in a compensation buffer (state
@@ -249,8 +252,8 @@ class Lion(Optimizer):
 
         The load pre-hooks run first (they may repair an old state dict), then the whole state is checked before
         anything changes (torch's group and size checks, then every parameter's state: a dict with ``exp_avg``,
-        dense finite tensors of the parameter's shape, see :func:`.state_checks.param_state_problems`), then it is
-        loaded, then the load post-hooks run (they may store anything in ``self.state``).
+        dense finite tensors of the parameter's shape, see :mod:`.state_checks`), then it is loaded, then the load
+        post-hooks run (they may store anything in ``self.state``).
 
         Raises:
             ValueError: The state dict does not fit this optimizer or holds bad state, naming the parameter index and

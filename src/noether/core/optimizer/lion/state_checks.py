@@ -4,62 +4,28 @@ torch's ``Optimizer.load_state_dict`` takes a checkpoint's per-parameter state o
 where a tensor belongs or a buffer of another shape loads silently and surfaces at the next step (as NaN parameters,
 or as an error after some parameters were already updated). Here the whole state is checked first; every problem is
 listed, naming the parameter index (as the state dict keys it) and the state key, and nothing is loaded.
+
+What a value must satisfy is shared with the optimizer wrapper's checks
+(:func:`noether.core.optimizer.state_validation.param_state_problems`); what is Lion's own lives here: the structure
+is checked as torch checks it (its messages and exception types), state under keys that name no parameter is left
+alone as torch leaves it, a non-empty state must hold ``exp_avg``, and every key but ``step`` is per-element
+(``exp_avg``, in any floating dtype since ``momentum_dtype`` may ask for another than the parameter's, and the
+optional ``kahan_comp``), so any other tensor is held to the same rules.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
+
+from noether.core.optimizer.state_validation import param_state_problems
 
 __all__: list[str] = []
 
 
-def _local(t: Tensor) -> Tensor:
-    """A DTensor's own shard (its values live there); any other tensor as it is."""
-    to_local = getattr(t, "to_local", None)
-    local = to_local() if callable(to_local) and type(t) not in (Tensor, torch.nn.Parameter) else t
-    return local if isinstance(local, Tensor) else t
-
-
-def _step_problem(value: object) -> str | None:
-    """``step`` is not Lion's, but a checkpoint may carry one (another optimizer's, a wrapper's): finite and >= 0."""
-    if isinstance(value, Tensor):
-        if value.numel() != 1 or value.is_meta or value.dtype.is_complex:
-            return f"'step' must hold one real number, got a {value.dtype} tensor of shape {tuple(value.shape)}"
-        number = float(_local(value).reshape(()).item())
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        return f"'step' must be a number or a 1-element tensor, got {type(value).__name__} {value!r:.60}"
-    if not math.isfinite(number) or number < 0:
-        return f"'step' must be a finite number >= 0, got {number!r}"
-    return None
-
-
-def _tensor_problem(key: str, value: object, param: Tensor) -> str | None:
-    if not isinstance(value, Tensor):
-        return f"{key!r} must be a tensor, got {type(value).__name__} {value!r:.60}"
-    if value.is_meta:
-        return f"{key!r} is on the meta device (it holds no values)"
-    if value.layout is not torch.strided:
-        return f"{key!r} has layout {value.layout}; Lion's state is dense (torch.strided)"
-    if value.shape != param.shape:
-        return f"{key!r} has shape {tuple(value.shape)} but the parameter has shape {tuple(param.shape)}"
-    if not (value.dtype.is_floating_point or value.dtype.is_complex) or value.dtype.is_complex != param.is_complex():
-        return f"{key!r} has dtype {value.dtype} but the parameter has dtype {param.dtype}"
-    local = _local(value)
-    if local.numel() and not bool(torch.isfinite(local).all()):
-        bad = int((~torch.isfinite(local)).sum())
-        return f"{key!r} has {bad} non-finite entr{'y' if bad == 1 else 'ies'} (NaN or inf)"
-    return None
-
-
-def param_state_problems(index: object, state: object, param: Tensor) -> list[str]:
+def _lion_state_problems(index: object, state: object, param: Tensor) -> list[str]:
     """Why the saved state of one parameter cannot be loaded for ``param``; empty if it can.
 
     A state is a dict; an empty one is fine (the parameter starts afresh); otherwise it holds ``exp_avg``, and every
@@ -67,16 +33,9 @@ def param_state_problems(index: object, state: object, param: Tensor) -> list[st
     differ, as torch casts it on load), except ``step``, which is a finite number >= 0.
     """
     where = f"parameter {index!r} (shape {tuple(param.shape)})"
-    if not isinstance(state, Mapping):
-        return [f"{where}: its state must be a dict of key -> tensor, got {type(state).__name__} {state!r:.60}"]
-    if state and "exp_avg" not in state:
+    if isinstance(state, Mapping) and state and "exp_avg" not in state:
         return [f"{where}: its state lacks 'exp_avg' (it has {sorted(map(str, state))}); not a Lion checkpoint?"]
-    problems = []
-    for key, value in state.items():
-        reason = _step_problem(value) if key == "step" else _tensor_problem(str(key), value, param)
-        if reason is not None:
-            problems.append(f"{where}: state {reason}")
-    return problems
+    return [f"{where}: {reason}" for reason in param_state_problems(state, param, all_elementwise=True)]
 
 
 def check_state_dict(param_groups: Sequence[Mapping[str, Any]], state_dict: Any) -> None:
@@ -114,6 +73,6 @@ def check_state_dict(param_groups: Sequence[Mapping[str, Any]], state_dict: Any)
     for key, value in state.items():
         param = id_to_param.get(key)
         if param is not None:
-            problems.extend(param_state_problems(key, value, param))
+            problems.extend(_lion_state_problems(key, value, param))
     if problems:
         raise ValueError("Lion: cannot load the state dict; nothing was loaded:\n  " + "\n  ".join(problems))
