@@ -484,7 +484,9 @@ _NBYTES = operator.attrgetter("nbytes")
 
 
 def _default_to_foreach() -> bool:
-    """The blocked foreach kernel is the faster one for every workload measured (see https://github.com/Emmi-AI/noether-optim/blob/main/docs/lion.md).
+    """The blocked foreach kernel is the faster one for every workload measured.
+
+    See https://github.com/Emmi-AI/noether-optim/blob/main/docs/lion.md for the measurements.
 
     On CUDA too: the Triton kernel serves ``fused=True`` only, and stays off the default path until
     ``benchmarks/bench_lion_gpu.py`` measures it faster than the foreach kernel there (no GPU has run it yet).
