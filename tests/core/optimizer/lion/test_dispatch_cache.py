@@ -229,3 +229,27 @@ def test_a_deepcopy_or_pickle_does_not_share_the_decision() -> None:
     clone.step()  # its own decision, for its own tensors
     assert clone._dispatch_caches[0][0]._plan is not None
     assert clone._dispatch_caches[0][0]._plan is not opt._dispatch_caches[0][0]._plan
+
+
+def test_states_found_by_position_are_the_ones_a_lookup_finds() -> None:
+    """A step takes each group's states from the state dict's order when its keys there are the group's params.
+
+    Two groups, a parameter whose first gradient comes late (its state lands after the other group's, so the order
+    no longer matches and the step looks states up), a state dict replaced by hand: the bits stay the reference's.
+    """
+    first, second = _params(n=4, seed=1), _params(n=3, seed=2)
+    opt, twin_first, twin_second = Lion([{"params": first}, {"params": second}], **HYPER), Twin(first), Twin(second)
+    for step in range(5):
+        grads_first: list[Tensor | None] = list(_grads(first, seed=step))
+        if step < 2:  # the last parameter of the first group has no gradient yet
+            first[-1].grad = None
+            grads_first[-1] = None
+        if step == 3:  # a new state dict for one parameter, with another momentum: the step must use it
+            momentum = torch.full_like(second[1], 0.25)
+            opt.state[second[1]] = {"exp_avg": momentum.clone()}
+            twin_second.exp_avgs[1] = momentum
+        twin_first.step(grads_first)
+        twin_second.step(list(_grads(second, seed=10 + step)))
+        opt.step()
+        twin_first.assert_same(opt, first)
+        twin_second.assert_same(opt, second)

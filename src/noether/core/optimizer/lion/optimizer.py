@@ -36,13 +36,44 @@ _EXP_AVG = operator.itemgetter("exp_avg")
 _DTYPE = operator.attrgetter("dtype")
 
 
-def _with_grads(group_params: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
-    """The parameters that have a gradient, and their gradients (list-wide C-level passes, no per-tensor Python)."""
-    grads = list(map(_GRAD, group_params))
+def _with_grads(group_params: list[Tensor], grads: list[Tensor | None]) -> tuple[list[Tensor], list[Tensor]]:
+    """The parameters that have a gradient, and their gradients (``grads``: every parameter's ``.grad``, or None).
+
+    List-wide C-level passes, no per-tensor Python unless some gradient is missing.
+    """
     if not any(map(operator.is_, grads, itertools.repeat(None))):
-        return list(group_params), grads
+        return list(group_params), grads  # type: ignore[return-value]  # no None among them
     keep = [i for i, g in enumerate(grads) if g is not None]
-    return [group_params[i] for i in keep], [grads[i] for i in keep]
+    return [group_params[i] for i in keep], [grads[i] for i in keep]  # type: ignore[misc]
+
+
+class _StateOrder:
+    """The keys and values of ``Lion.state`` in insertion order, taken once per step, to find states without hashing.
+
+    Looking a tensor up in ``state`` calls ``Tensor.__hash__``, a Python function: 5,000 lookups cost more than a
+    C kernel step of 5,000 small tensors. After a group's first step its parameters are, in order, one run of the
+    state dict's keys (the groups' runs back to back), so ``states`` slices the value list at the expected offset
+    and uses it only if the keys there are exactly those parameters (identity): then the slice holds the very dicts
+    the lookups would return (a state dict replaced by hand keeps its key's place, and the snapshot is taken anew
+    at every step). Otherwise (a first step, a parameter whose gradient came or went, state added by hand out of
+    order) it looks each parameter up as before.
+    """
+
+    __slots__ = ("keys", "offset", "state", "values")
+
+    def __init__(self, state: dict[Tensor, Any]) -> None:
+        self.state = state
+        self.keys = list(state)
+        self.values = list(state.values())
+        self.offset = 0
+
+    def states(self, params: list[Tensor]) -> list[Any]:
+        """The state dicts of ``params`` (created empty where missing, as the lookups create them)."""
+        start, end = self.offset, self.offset + len(params)
+        self.offset = end
+        if end <= len(self.keys) and all(map(operator.is_, self.keys[start:end], params)):
+            return self.values[start:end]
+        return list(map(self.state.__getitem__, params))
 
 
 def _storage_ptr(t: Tensor) -> int:
@@ -307,6 +338,8 @@ class Lion(Optimizer):
         kahan_grads: list[Tensor],
         kahan_exp_avgs: list[Tensor],
         kahan_comps: list[Tensor],
+        group_grads: list[Tensor | None] | None = None,
+        state_order: _StateOrder | None = None,
     ) -> None:
         """Collect the group's parameters with gradients and their state, creating or converting state as needed.
 
@@ -319,16 +352,23 @@ class Lion(Optimizer):
         Eager steps of groups that need no conversion and no compensation take list-wide passes (no Python loop over
         thousands of tensors); the others, and a traced step, take a plain loop, on whose state lookups
         ``torch.compile`` guards per parameter (list-wide passes would make it guard on the whole state dict, and
-        recompile once state exists).
+        recompile once state exists). An eager step passes the group's ``.grad`` list it already read
+        (``group_grads``) and the state dict's order (``state_order``), so neither is read again.
         """
         kahan_sum, momentum_dtype = group["kahan_sum"], _momentum_dtype(group["momentum_dtype"])
         if torch.compiler.is_compiling():
             with_grad = [p for p in group["params"] if p.grad is not None]
         else:
-            with_grad, their_grads = _with_grads(group["params"])
-            states = list(map(self.state.__getitem__, with_grad))
+            if group_grads is None:
+                group_grads = list(map(_GRAD, group["params"]))
+            with_grad, their_grads = _with_grads(group["params"], group_grads)
+            if state_order is None:
+                states = list(map(self.state.__getitem__, with_grad))
+            else:
+                states = state_order.states(with_grad)
+            dtypes = list(map(_DTYPE, with_grad)) if momentum_dtype is None and kahan_sum is not True else []
             plain = momentum_dtype is None and (
-                kahan_sum is False or (kahan_sum is None and set(map(_DTYPE, with_grad)).isdisjoint(_LOW_PRECISION))
+                kahan_sum is False or (kahan_sum is None and set(dtypes).isdisjoint(_LOW_PRECISION))
             )
             if plain:
                 if not all(states):  # an empty dict: a parameter's first step
@@ -336,7 +376,7 @@ class Lion(Optimizer):
                         if len(state) == 0:
                             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 momenta = list(map(_EXP_AVG, states))
-                if all(map(operator.is_, map(_DTYPE, momenta), map(_DTYPE, with_grad))) and not any(
+                if all(map(operator.is_, map(_DTYPE, momenta), dtypes)) and not any(
                     map(operator.contains, states, itertools.repeat("kahan_comp"))
                 ):
                     params.extend(with_grad)
@@ -392,12 +432,18 @@ class Lion(Optimizer):
                 loss = closure()
         # Validate everything first, so an error leaves params and state untouched.
         compiling = torch.compiler.is_compiling()
+        # Each group's .grad list, read once here and handed to _init_group (an eager step only).
+        all_grads: list[list[Tensor | None] | None] = [None] * len(self.param_groups)
         for index, group in enumerate(self.param_groups):
             _check_group_options(group, f" (param group {index})")
             if compiling:  # traced as one graph, in the form torch.compile knows (a graph break here recompiles)
                 _check_sparse(p.grad for p in group["params"] if p.grad is not None)
             else:
-                _check_sparse([g for g in map(_GRAD, group["params"]) if g is not None])
+                read = all_grads[index] = list(map(_GRAD, group["params"]))
+                if any(map(operator.is_, read, itertools.repeat(None))):
+                    _check_sparse([g for g in read if g is not None])
+                else:
+                    _check_sparse(read)  # type: ignore[arg-type]  # no None among them
                 if group["fused"]:
                     _check_fused_devices(group["params"], index)
         if not compiling:
@@ -407,7 +453,8 @@ class Lion(Optimizer):
         group_caches: list[tuple[DispatchCache, DispatchCache] | None] = (
             [None] * len(self.param_groups) if compiling else [*self._group_caches()]
         )
-        for group, caches in zip(self.param_groups, group_caches, strict=False):
+        state_order = None if compiling else _StateOrder(self.state)
+        for group, caches, group_grads in zip(self.param_groups, group_caches, all_grads, strict=False):
             params: list[Tensor] = []
             grads: list[Tensor] = []
             exp_avgs: list[Tensor] = []
@@ -415,7 +462,18 @@ class Lion(Optimizer):
             kahan_grads: list[Tensor] = []
             kahan_exp_avgs: list[Tensor] = []
             kahan_comps: list[Tensor] = []
-            self._init_group(group, params, grads, exp_avgs, kahan_params, kahan_grads, kahan_exp_avgs, kahan_comps)
+            self._init_group(
+                group,
+                params,
+                grads,
+                exp_avgs,
+                kahan_params,
+                kahan_grads,
+                kahan_exp_avgs,
+                kahan_comps,
+                group_grads,
+                state_order,
+            )
             beta1, beta2 = group["betas"]
             hyper: dict[str, Any] = {
                 "maximize": group["maximize"],
