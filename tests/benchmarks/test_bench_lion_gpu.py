@@ -84,30 +84,23 @@ def test_checker_catches_a_wrong_path(bench: ModuleType, monkeypatch: pytest.Mon
     """A kernel with a wrong beta2 (momentum off far beyond one rounding) and one with a wrong lr both fail."""
     original = bench._step
 
-    def wrong_beta2(
-        path: str,
-        ps: list[torch.Tensor],
-        gs: list[torch.Tensor],
-        ms: list[torch.Tensor],
-        hyper: dict[str, Any],
-        comps: list[torch.Tensor] | None = None,
-    ) -> None:
-        original(path, ps, gs, ms, {**hyper, "beta2": 0.98}, comps)
+    def stepping_with(**wrong: float) -> Any:
+        def step(
+            path: str,
+            ps: list[torch.Tensor],
+            gs: list[torch.Tensor],
+            ms: list[torch.Tensor],
+            hyper: dict[str, Any],
+            comps: list[torch.Tensor] | None = None,
+        ) -> None:
+            original(path, ps, gs, ms, {**hyper, **wrong}, comps)
 
-    monkeypatch.setattr(bench, "_step", wrong_beta2)
+        return step
+
+    monkeypatch.setattr(bench, "_step", stepping_with(beta2=0.98))
     result = bench.check_path("foreach=True", "cpu", torch.float32, HYPER)
     assert not result["ok"] and result["exp_avg_beyond_bound"] > 0
 
-    def wrong_lr(
-        path: str,
-        ps: list[torch.Tensor],
-        gs: list[torch.Tensor],
-        ms: list[torch.Tensor],
-        hyper: dict[str, Any],
-        comps: list[torch.Tensor] | None = None,
-    ) -> None:
-        original(path, ps, gs, ms, {**hyper, "lr": 0.0101}, comps)
-
-    monkeypatch.setattr(bench, "_step", wrong_lr)
+    monkeypatch.setattr(bench, "_step", stepping_with(lr=0.0101))
     result = bench.check_path("foreach=True", "cpu", torch.float32, HYPER)
     assert not result["ok"] and result["param_mismatches"] > 0
