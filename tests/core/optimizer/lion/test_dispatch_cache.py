@@ -253,3 +253,49 @@ def test_states_found_by_position_are_the_ones_a_lookup_finds() -> None:
         opt.step()
         twin_first.assert_same(opt, first)
         twin_second.assert_same(opt, second)
+
+
+def test_a_momentum_moved_to_other_memory_decides_again(decisions: list[int]) -> None:
+    """The momenta are re-read only by pointer: ``.data = ...`` on one must reach the kernel, not the old memory."""
+    params = _params()
+    opt, twin = Lion(params, **HYPER), Twin(params)
+    twin.step(_grads(params, seed=0))
+    opt.step()
+    moved = torch.full_like(params[2], 0.25)
+    opt.state[params[2]]["exp_avg"].data = moved.clone()  # same tensor object, new storage
+    twin.exp_avgs[2] = moved
+    for step in (1, 2):
+        twin.step(_grads(params, seed=step))
+        opt.step()
+        twin.assert_same(opt, params)
+    assert len(decisions) == 2
+
+
+def test_changed_group_options_route_the_kept_tensors_anew(decisions: list[int]) -> None:
+    """momentum_dtype and kahan_sum set between steps take effect although the tensors are the same objects."""
+    params = _params()
+    opt, twin = Lion(params, **HYPER), Twin(params)
+    twin.step(_grads(params, seed=0))
+    opt.step()
+    opt.param_groups[0]["momentum_dtype"] = torch.bfloat16  # the momenta are converted, the kernel is bf16's
+    twin.exp_avgs = [m.to(torch.bfloat16) for m in twin.exp_avgs]
+    for step in (1, 2):
+        twin.step(_grads(params, seed=step))
+        opt.step()
+        twin.assert_same(opt, params)
+    assert all(opt.state[p]["exp_avg"].dtype == torch.bfloat16 for p in params)
+    assert len(decisions) == 2
+
+    low = _params(dtype=torch.bfloat16, seed=3)
+    opt, twin = Lion(low, **HYPER), Twin(low)  # bf16: compensated by default
+    twin.step(_grads(low, seed=0))
+    opt.step()
+    assert all("kahan_comp" in opt.state[p] for p in low)
+    opt.param_groups[0]["kahan_sum"] = False  # plain from now on, the compensations dropped
+    twin.comps = [None] * len(low)
+    for step in (1, 2):
+        twin.step(_grads(low, seed=step))
+        opt.step()
+        twin.assert_same(opt, low)
+    assert not any("kahan_comp" in opt.state[p] for p in low)
+    assert len(decisions) == 4

@@ -234,11 +234,11 @@ class _NativePlan:
 
     __slots__ = (
         "c_pointers",
+        "c_ptrs",
         "comps",
         "dtype",
         "exp_avgs",
         "m_dtype",
-        "m_nbytes",
         "m_pointers",
         "m_ptrs",
         "nbytes",
@@ -261,18 +261,14 @@ class _NativePlan:
         self.params, self.exp_avgs, self.comps, self.dtype, self.m_dtype = params, exp_avgs, comps, dtype, m_dtype
         self.p_ptrs = list(map(Tensor.data_ptr, params))
         self.m_ptrs = list(map(Tensor.data_ptr, exp_avgs))
+        self.c_ptrs = list(map(Tensor.data_ptr, comps)) if comps is not None else None
         self.nbytes = list(map(_NBYTES, params))
-        self.m_nbytes = list(map(_NBYTES, exp_avgs))
         self.p_pointers, self.m_pointers = array.array("Q", self.p_ptrs), array.array("Q", self.m_ptrs)
-        # The compensations are checked by identity only: the optimizer creates them with the parameter's layout.
-        self.c_pointers = pointers(comps) if comps is not None else None
+        self.c_pointers = array.array("Q", self.c_ptrs) if self.c_ptrs is not None else None
         self.numels = sizes_array(numels)
 
-    def holds(
-        self, params: list[Tensor], grads: list[Tensor], exp_avgs: list[Tensor], comps: list[Tensor] | None
-    ) -> bool:
-        """Whether the decision still holds for these lists: cheap list-wide checks, no Python loop per tensor."""
-        nbytes = self.nbytes
+    def same_tensors(self, params: list[Tensor], exp_avgs: list[Tensor], comps: list[Tensor] | None) -> bool:
+        """Whether these lists hold, in order, the very tensors the decision was taken for (identity only)."""
         mine = self.comps
         return (
             len(params) == len(self.params)
@@ -280,19 +276,36 @@ class _NativePlan:
             and all(map(operator.is_, exp_avgs, self.exp_avgs))
             and (comps is None) == (mine is None)
             and (comps is None or mine is None or all(map(operator.is_, comps, mine)))
+        )
+
+    def holds(
+        self,
+        params: list[Tensor],
+        grads: list[Tensor],
+        exp_avgs: list[Tensor],
+        comps: list[Tensor] | None,
+        identity_checked: bool = False,
+    ) -> array.array[int] | None:
+        """The gradients' pointer array if the decision still holds for these lists, else None.
+
+        Cheap list-wide checks, no Python loop per tensor. ``identity_checked`` skips :meth:`same_tensors` when the
+        caller has just run it on these lists.
+        """
+        nbytes = self.nbytes
+        holds = (
+            (identity_checked or self.same_tensors(params, exp_avgs, comps))
             and list(map(Tensor.data_ptr, params)) == self.p_ptrs
-            and list(map(Tensor.data_ptr, exp_avgs)) == self.m_ptrs
-            and (comps is None or list(map(Tensor.data_ptr, comps)) == list(self.c_pointers or ()))
             and list(map(_NBYTES, params)) == nbytes
-            and list(map(_NBYTES, exp_avgs)) == self.m_nbytes
             and all(map(Tensor.is_contiguous, params))
-            and all(map(Tensor.is_contiguous, exp_avgs))
+            and list(map(Tensor.data_ptr, exp_avgs)) == self.m_ptrs
+            and (comps is None or list(map(Tensor.data_ptr, comps)) == self.c_ptrs)
             and _PLAIN_SET.issuperset(map(type, grads))
-            and all(map(Tensor.is_contiguous, grads))
             and all(map(_IS_CPU, grads))
             and all(map(operator.is_, map(_DTYPE, grads), itertools.repeat(self.dtype)))
             and list(map(_NBYTES, grads)) == nbytes
+            and all(map(Tensor.is_contiguous, grads))
         )
+        return pointers(grads) if holds else None
 
 
 class DispatchCache:
@@ -303,27 +316,50 @@ class DispatchCache:
     a signature that is cheap to check at every step (a few C-level passes over each list) and fails whenever the
     decision could have changed:
 
-    * the same parameter and momentum tensors, in the same order (identity): a gradient that appears or disappears,
-      a replaced parameter, a new parameter group (it gets a cache of its own) and state replaced by
-      ``load_state_dict`` (which also clears the caches) or by hand all fail it;
-    * the same data pointers, byte sizes and contiguity of those tensors: ``p.data = ...`` (new storage, dtype or
-      shape) and in-place changes of layout fail it;
-    * the gradients, new tensors at every step, are checked at every step for type, contiguity, device, dtype and
-      byte size. Their shape is the parameter's: torch's ``.grad`` setter and autograd enforce it, and with the byte
-      size and dtype the element count the kernel reads is checked anyway.
+    * the same parameter and momentum (and compensation) tensors, in the same order (identity): a gradient that
+      appears or disappears, a replaced parameter, a new parameter group (it gets a cache of its own) and state
+      replaced by ``load_state_dict`` (which also clears the caches) or by hand all fail it;
+    * the parameters' data pointers, byte sizes and contiguity: ``p.data = ...`` (new storage, which any change of
+      dtype allocates, or a new shape) and in-place changes of layout fail it;
+    * the momenta's and compensations' data pointers: moving one to other memory (``.data = ...``, ``set_``) fails
+      it. Their dtype, size and layout are not read again: the optimizer created them like their parameters, and
+      every change that could make the kernel write outside them allocates new memory, which the pointer shows;
+    * the gradients, new tensors at every step, are checked at every step for type, device, dtype, byte size and
+      contiguity. Their shape is the parameter's: torch's ``.grad`` setter and autograd enforce it, and with the
+      byte size and dtype the element count the kernel reads is checked anyway.
 
-    While it holds, the kernel also reuses the pointer arrays of the parameters and momenta. A failed check decides
-    again from scratch, so the kernel that runs, and hence every bit, is the one the uncached path would choose.
+    While it holds, the kernel also reuses the pointer arrays of the parameters and momenta, and the optimizer
+    skips its own per-tensor look at the momenta (:meth:`claim`). A failed check decides again from scratch, so the
+    kernel that runs, and hence every bit, is the one the uncached path would choose.
     """
 
-    __slots__ = ("_plan",)
+    __slots__ = ("_claimed", "_plan")
 
     def __init__(self) -> None:
         self._plan: _NativePlan | None = None
+        self._claimed = False
 
     def clear(self) -> None:
         """Forget the decision (the next step decides again)."""
         self._plan = None
+        self._claimed = False
+
+    @property
+    def dtypes(self) -> tuple[torch.dtype, torch.dtype] | None:
+        """The parameters' and momenta's dtype of the kept decision, or None if there is none."""
+        plan = self._plan
+        return None if plan is None else (plan.dtype, plan.m_dtype)
+
+    def claim(self, params: list[Tensor], exp_avgs: list[Tensor], comps: list[Tensor] | None) -> bool:
+        """Whether the kept decision was taken for exactly these tensors, in this order (identity only).
+
+        The optimizer asks before it would look at every momentum's dtype: if so, it hands the lists on unchecked
+        and the dispatcher's next call checks the rest (pointers, sizes, layouts, the gradients) without repeating
+        the identity check.
+        """
+        plan = self._plan
+        self._claimed = plan is not None and plan.same_tensors(params, exp_avgs, comps)
+        return self._claimed
 
 
 def _native_cpu_lion(
@@ -346,22 +382,26 @@ def _native_cpu_lion(
         if _DEFAULT_CPU_KERNEL != "foreach":
             raise ValueError(f"NOETHER_LION_DEFAULT_CPU_KERNEL={_DEFAULT_CPU_KERNEL!r}; expected 'c' or 'foreach'")
         return False
-    plan = cache._plan if cache is not None else None
-    if plan is not None and plan.holds(params, grads, exp_avgs, comps):
-        kernel = _native_kernel(plan.dtype, hyper["caution"], plan.m_dtype, comps is not None)
-        if kernel is not None:
-            with torch.no_grad():
-                scalars = kernel.scalars(hyper, plan.dtype, params[0].device)
-                kernel.call_arrays(
-                    len(params),
-                    plan.p_pointers,
-                    pointers(grads),
-                    plan.m_pointers,
-                    plan.numels,
-                    scalars,
-                    plan.c_pointers,
-                )
-            return True
+    plan, claimed = None, False
+    if cache is not None:  # a claim counts for this call only
+        plan, claimed, cache._claimed = cache._plan, cache._claimed, False
+    if plan is not None:
+        grad_pointers = plan.holds(params, grads, exp_avgs, comps, identity_checked=claimed)
+        if grad_pointers is not None:
+            kernel = _native_kernel(plan.dtype, hyper["caution"], plan.m_dtype, comps is not None)
+            if kernel is not None:
+                with torch.no_grad():
+                    scalars = kernel.scalars(hyper, plan.dtype, params[0].device)
+                    kernel.call_arrays(
+                        len(params),
+                        plan.p_pointers,
+                        grad_pointers,
+                        plan.m_pointers,
+                        plan.numels,
+                        scalars,
+                        plan.c_pointers,
+                    )
+                return True
     if cache is not None:
         cache._plan = None
     if not params or not params[0].is_cpu or (params[0].dtype, exp_avgs[0].dtype) not in C_PAIRS:

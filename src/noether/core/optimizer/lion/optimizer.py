@@ -33,6 +33,8 @@ __all__ = ["Lion"]
 
 _GRAD = operator.attrgetter("grad")
 _EXP_AVG = operator.itemgetter("exp_avg")
+_GET_EXP_AVG = operator.methodcaller("get", "exp_avg")
+_GET_KAHAN_COMP = operator.methodcaller("get", "kahan_comp")
 _DTYPE = operator.attrgetter("dtype")
 
 
@@ -74,6 +76,37 @@ class _StateOrder:
         if end <= len(self.keys) and all(map(operator.is_, self.keys[start:end], params)):
             return self.values[start:end]
         return list(map(self.state.__getitem__, params))
+
+
+def _claim_cached(
+    caches: tuple[DispatchCache, DispatchCache],
+    params: list[Tensor],
+    states: list[dict[str, Any]],
+    kahan_sum: bool | None,
+    momentum_dtype: torch.dtype | None,
+) -> tuple[list[Tensor], list[Tensor] | None] | None:
+    """The momenta (and compensations, or None) of ``params`` if a kept dispatch decision takes them all as they are.
+
+    One of a group's two decisions (plain, with Kahan summation) does if it was taken for exactly these parameters
+    and their current state tensors (identity), and the group's options still route them there: compensation
+    exactly where ``kahan_sum`` (or, if None, the parameters' dtype) asks for it, momenta in the dtype
+    ``momentum_dtype`` asks for. Then the momenta need no per-tensor dtype look and no conversion: the optimizer made
+    them so, and a change of dtype allocates new memory, which the dispatcher's pointer check sees.
+    """
+    for kahan, cache in enumerate(caches):
+        dtypes = cache.dtypes
+        if dtypes is None:
+            continue
+        dtype, m_dtype = dtypes
+        wants_kahan = kahan_sum if kahan_sum is not None else dtype in _LOW_PRECISION
+        if bool(kahan) != wants_kahan or m_dtype is not (dtype if momentum_dtype is None else momentum_dtype):
+            continue
+        # .get: a state dict replaced by hand may lack a key; its None then fails the identity check.
+        exp_avgs = list(map(_GET_EXP_AVG, states))
+        comps = list(map(_GET_KAHAN_COMP, states)) if kahan else None
+        if cache.claim(params, exp_avgs, comps):
+            return exp_avgs, comps
+    return None
 
 
 def _storage_ptr(t: Tensor) -> int:
@@ -340,6 +373,7 @@ class Lion(Optimizer):
         kahan_comps: list[Tensor],
         group_grads: list[Tensor | None] | None = None,
         state_order: _StateOrder | None = None,
+        caches: tuple[DispatchCache, DispatchCache] | None = None,
     ) -> None:
         """Collect the group's parameters with gradients and their state, creating or converting state as needed.
 
@@ -353,7 +387,9 @@ class Lion(Optimizer):
         thousands of tensors); the others, and a traced step, take a plain loop, on whose state lookups
         ``torch.compile`` guards per parameter (list-wide passes would make it guard on the whole state dict, and
         recompile once state exists). An eager step passes the group's ``.grad`` list it already read
-        (``group_grads``) and the state dict's order (``state_order``), so neither is read again.
+        (``group_grads``), the state dict's order (``state_order``), so neither is read again, and the group's
+        dispatch decisions (``caches``): while one was taken for exactly these parameters and state tensors, the
+        lists go on without a per-tensor look (see :func:`_claim_cached`).
         """
         kahan_sum, momentum_dtype = group["kahan_sum"], _momentum_dtype(group["momentum_dtype"])
         if torch.compiler.is_compiling():
@@ -366,6 +402,19 @@ class Lion(Optimizer):
                 states = list(map(self.state.__getitem__, with_grad))
             else:
                 states = state_order.states(with_grad)
+            claimed = _claim_cached(caches, with_grad, states, kahan_sum, momentum_dtype) if caches else None
+            if claimed is not None:
+                momenta, comps = claimed
+                if comps is None:
+                    params.extend(with_grad)
+                    grads.extend(their_grads)
+                    exp_avgs.extend(momenta)
+                else:
+                    kahan_params.extend(with_grad)
+                    kahan_grads.extend(their_grads)
+                    kahan_exp_avgs.extend(momenta)
+                    kahan_comps.extend(comps)
+                return
             dtypes = list(map(_DTYPE, with_grad)) if momentum_dtype is None and kahan_sum is not True else []
             plain = momentum_dtype is None and (
                 kahan_sum is False or (kahan_sum is None and set(dtypes).isdisjoint(_LOW_PRECISION))
@@ -473,6 +522,7 @@ class Lion(Optimizer):
                 kahan_comps,
                 group_grads,
                 state_order,
+                caches,
             )
             beta1, beta2 = group["betas"]
             hyper: dict[str, Any] = {
