@@ -1,4 +1,5 @@
-"""The C kernel's source file: shipped as package data, warning-free, and part of the build cache's key."""
+"""The C kernel's source file: shipped as package data, warning-free, part of the build cache's key; its bfloat16
+stores."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ from importlib import resources
 from pathlib import Path
 
 import pytest
+import torch
 
 from noether.core.optimizer.lion import cpu_build
+from noether.core.optimizer.lion.cpu_build import CpuKernelBuildError
+from noether.core.optimizer.lion.cpu_kernel import CpuLionKernel
+from noether.core.optimizer.lion.reference import _single_tensor_lion
 
 WARNINGS = [
     "-Wall",
@@ -71,3 +76,94 @@ def test_an_edited_source_is_built_under_a_new_cache_key(monkeypatch: pytest.Mon
     libraries = sorted(p.name for p in tmp_path.glob("*.so"))
     assert len(libraries) == 2 and first.name in libraries
     assert len(list(tmp_path.glob("*.sha256"))) == 2  # one checksum record per cache key
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# bfloat16 stores: the same bits with the CPU's own conversion (AVX512-BF16) and without it
+
+
+def _bf16_from_bits(bits: list[int]) -> torch.Tensor:
+    return torch.tensor(bits, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
+
+
+def _special_inputs(n: int, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
+    """Random values with, in a few 16-value blocks only, subnormals, NaNs with payloads and infinities."""
+    values = torch.randn(n, generator=gen) * 4
+    specials = [
+        float("inf"),
+        float("-inf"),
+        *_bf16_from_bits([0x7FA0, 0xFFC1, 0x0001, 0x8003, 0x007F, 0x0040]).float().tolist(),  # NaNs, subnormals
+    ]
+    for block in (1, 5)[: n // 80]:  # the other blocks stay ordinary: the fast path
+        for offset, value in enumerate(specials):
+            values[block * 16 + 2 * offset] = value
+    return values.to(dtype)
+
+
+@pytest.fixture(scope="module")
+def no_bf16_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache folder for the build without AVX512-BF16, so that it is compiled once for the module."""
+    return tmp_path_factory.mktemp("no-avx512bf16")
+
+
+@pytest.mark.parametrize("native_bf16", [True, False], ids=["native", "no-avx512bf16"])
+@pytest.mark.parametrize(
+    ("dtype", "m_dtype", "kahan"),
+    [
+        (torch.bfloat16, torch.bfloat16, False),
+        (torch.bfloat16, torch.bfloat16, True),
+        (torch.bfloat16, torch.float32, True),
+        (torch.float32, torch.bfloat16, False),
+    ],
+)
+def test_bfloat16_stores_give_the_reference_bits_for_every_kind_of_value(
+    native_bf16: bool,
+    dtype: torch.dtype,
+    m_dtype: torch.dtype,
+    kahan: bool,
+    monkeypatch: pytest.MonkeyPatch,
+    no_bf16_cache: Path,
+) -> None:
+    """Subnormal, NaN (with payloads), infinite and ordinary results, in vectors of 16 and in a ragged tail.
+
+    Where the CPU converts float to bfloat16 itself, that instruction reads subnormals as zero and keeps NaN payloads;
+    the kernel must give the reference's bits anyway (c10's rounding: NaN becomes 0x7FC0). Built once as this machine
+    allows and once without the instruction.
+    """
+    _compiler_or_skip()
+    if not native_bf16:
+        monkeypatch.setattr(cpu_build, "_FLAGS", [*cpu_build._FLAGS, "-mno-avx512bf16"])
+        monkeypatch.setenv("NOETHER_CACHE_DIR", str(no_bf16_cache))
+        monkeypatch.setattr(cpu_build, "_LIB", None)
+    try:
+        kernel = CpuLionKernel(dtype, False, m_dtype, kahan)
+    except CpuKernelBuildError as exc:
+        pytest.skip(f"this compiler cannot build it so: {exc}")
+    gen = torch.Generator().manual_seed(3)
+    sizes = [16 * 9 + 7, 48]  # vectors and a tail; whole vectors only
+    ps = [_special_inputs(n, dtype, gen) for n in sizes]
+    gs = [_special_inputs(n, dtype, gen) for n in sizes]
+    # tiny momenta: their lerp with tiny gradients gives subnormal momenta to store
+    ms = [(torch.randint(-3, 4, (n,), generator=gen) * 2.0**-130).to(m_dtype) for n in sizes]
+    for g in gs:
+        g[32:48] = (torch.arange(16) - 8) * 2.0**-131
+    cs = [torch.randn(n, generator=gen).to(dtype) * 2.0**-10 for n in sizes] if kahan else None
+    # one block with no direction (zero gradient and momentum), so subnormal parameters stay subnormal after decay
+    ps[0][64:80] = (torch.arange(16) - 8).to(dtype) * 2.0**-130
+    gs[0][64:80], ms[0][64:80] = 0, 0
+    if cs is not None:
+        cs[0][64:80] = 0
+    want = [[t.clone() for t in ts] for ts in (ps, gs, ms)]
+    want_cs = [c.clone() for c in cs] if cs is not None else None
+    hyper = {"beta1": 0.9, "beta2": 0.99, "lr": 0.01, "weight_decay": 0.1, "caution": False, "maximize": False}
+    kernel.call(ps, gs, ms, sizes, kernel.scalars(hyper, dtype, torch.device("cpu")), cs)
+    _single_tensor_lion(*want, **hyper, kahan_comps=want_cs)  # type: ignore[arg-type]
+    got, expected = [*ps, *ms, *(cs or [])], [*want[0], *want[2], *(want_cs or [])]
+    stored_bf16 = [t for t in got if t.dtype == torch.bfloat16]
+    assert any(t.isnan().any() for t in stored_bf16), "precondition: NaNs are stored"
+    assert any(((t != 0) & (t.abs() < torch.finfo(torch.bfloat16).smallest_normal)).any() for t in stored_bf16)
+    for a, b in zip(got, expected, strict=True):
+        # NaN is NaN: ATen's own kernels do not agree on one NaN pattern (scalar code stores 0x7FC0, vector code 0xFFFF)
+        assert torch.equal(a.isnan(), b.isnan()), (a, b)
+        bits = torch.int16 if a.dtype == torch.bfloat16 else torch.int32
+        assert torch.equal(a.nan_to_num(0.0).view(bits), b.nan_to_num(0.0).view(bits)), (a, b)
