@@ -1,5 +1,7 @@
 """The dispatcher's per-group decision cache: reused while nothing changed, decided again when anything did.
 
+The default path and ``fused=True`` (whose CPU kernel is the same C kernel) keep it alike.
+
 Every test steps ``Lion`` (default path: the C kernel where it applies) next to the reference kernel on clones and
 asserts the same bits after every step, and counts how often the full decision ran.
 """
@@ -89,9 +91,10 @@ def _grads(params: list[torch.nn.Parameter], seed: int) -> list[Tensor]:
     return grads
 
 
-def test_the_decision_is_taken_once_and_the_bits_stay_those_of_the_reference(decisions: list[int]) -> None:
+@pytest.mark.parametrize("fused", [None, True], ids=["default", "fused"])
+def test_the_decision_is_taken_once_and_the_bits_stay_those_of_the_reference(decisions: list[int], fused: bool | None) -> None:
     params = _params()
-    opt, twin = Lion(params, **HYPER), Twin(params)
+    opt, twin = Lion(params, **HYPER, fused=fused), Twin(params)
     for step in range(4):
         caution = step >= 2  # a hyperparameter change needs no new decision, only another kernel of the same kind
         opt.param_groups[0]["caution"] = caution
@@ -101,9 +104,10 @@ def test_the_decision_is_taken_once_and_the_bits_stay_those_of_the_reference(dec
     assert len(decisions) == 1
 
 
-def test_replacing_param_data_decides_again(decisions: list[int]) -> None:
+@pytest.mark.parametrize("fused", [None, True], ids=["default", "fused"])
+def test_replacing_param_data_decides_again(decisions: list[int], fused: bool | None) -> None:
     params = _params()
-    opt, twin = Lion(params, **HYPER), Twin(params)
+    opt, twin = Lion(params, **HYPER, fused=fused), Twin(params)
     twin.step(_grads(params, seed=0))
     opt.step()
     with torch.no_grad():
@@ -116,9 +120,10 @@ def test_replacing_param_data_decides_again(decisions: list[int]) -> None:
     assert len(decisions) == 2
 
 
-def test_a_new_dtype_decides_again_and_runs_that_dtypes_kernel(decisions: list[int]) -> None:
+@pytest.mark.parametrize("fused", [None, True], ids=["default", "fused"])
+def test_a_new_dtype_decides_again_and_runs_that_dtypes_kernel(decisions: list[int], fused: bool | None) -> None:
     params = _params()
-    opt, twin = Lion(params, **HYPER), Twin(params)
+    opt, twin = Lion(params, **HYPER, fused=fused), Twin(params)
     twin.step(_grads(params, seed=0))
     opt.step()
     for i, p in enumerate(params):  # the whole group to float64, state included (as a cast model and its state)
@@ -255,10 +260,11 @@ def test_states_found_by_position_are_the_ones_a_lookup_finds() -> None:
         twin_second.assert_same(opt, second)
 
 
-def test_a_momentum_moved_to_other_memory_decides_again(decisions: list[int]) -> None:
+@pytest.mark.parametrize("fused", [None, True], ids=["default", "fused"])
+def test_a_momentum_moved_to_other_memory_decides_again(decisions: list[int], fused: bool | None) -> None:
     """The momenta are re-read only by pointer: ``.data = ...`` on one must reach the kernel, not the old memory."""
     params = _params()
-    opt, twin = Lion(params, **HYPER), Twin(params)
+    opt, twin = Lion(params, **HYPER, fused=fused), Twin(params)
     twin.step(_grads(params, seed=0))
     opt.step()
     moved = torch.full_like(params[2], 0.25)

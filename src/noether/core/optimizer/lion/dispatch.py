@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import torch
@@ -362,6 +363,36 @@ class DispatchCache:
         return self._claimed
 
 
+def _step_with_plan(
+    cache: DispatchCache,
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    hyper: dict[str, Any],
+    comps: list[Tensor] | None,
+    kernel_for: Callable[[torch.dtype, torch.dtype], CpuLionKernel | None],
+) -> bool:
+    """Run the C kernel on the lists if ``cache`` holds a decision whose signature still holds; False if not.
+
+    ``kernel_for(dtype, momentum dtype)`` is the C kernel the caller's path would choose (None: none), so a kept
+    decision never runs another kernel than the uncached path. A decision that no longer holds is dropped.
+    """
+    plan, claimed, cache._claimed = cache._plan, cache._claimed, False  # a claim counts for this call only
+    if plan is None:
+        return False
+    grad_pointers = plan.holds(params, grads, exp_avgs, comps, identity_checked=claimed)
+    kernel = kernel_for(plan.dtype, plan.m_dtype) if grad_pointers is not None else None
+    if grad_pointers is None or kernel is None:
+        cache._plan = None
+        return False
+    with torch.no_grad():
+        scalars = kernel.scalars(hyper, plan.dtype, params[0].device)
+        kernel.call_arrays(
+            len(params), plan.p_pointers, grad_pointers, plan.m_pointers, plan.numels, scalars, plan.c_pointers
+        )
+    return True
+
+
 def _native_cpu_lion(
     params: list[Tensor],
     grads: list[Tensor],
@@ -382,26 +413,11 @@ def _native_cpu_lion(
         if _DEFAULT_CPU_KERNEL != "foreach":
             raise ValueError(f"NOETHER_LION_DEFAULT_CPU_KERNEL={_DEFAULT_CPU_KERNEL!r}; expected 'c' or 'foreach'")
         return False
-    plan, claimed = None, False
-    if cache is not None:  # a claim counts for this call only
-        plan, claimed, cache._claimed = cache._plan, cache._claimed, False
-    if plan is not None:
-        grad_pointers = plan.holds(params, grads, exp_avgs, comps, identity_checked=claimed)
-        if grad_pointers is not None:
-            kernel = _native_kernel(plan.dtype, hyper["caution"], plan.m_dtype, comps is not None)
-            if kernel is not None:
-                with torch.no_grad():
-                    scalars = kernel.scalars(hyper, plan.dtype, params[0].device)
-                    kernel.call_arrays(
-                        len(params),
-                        plan.p_pointers,
-                        grad_pointers,
-                        plan.m_pointers,
-                        plan.numels,
-                        scalars,
-                        plan.c_pointers,
-                    )
-                return True
+    kahan = comps is not None
+    if cache is not None and _step_with_plan(
+        cache, params, grads, exp_avgs, hyper, comps, lambda d, m: _native_kernel(d, hyper["caution"], m, kahan)
+    ):
+        return True
     if cache is not None:
         cache._plan = None
     if not params or not params[0].is_cpu or (params[0].dtype, exp_avgs[0].dtype) not in C_PAIRS:
@@ -633,7 +649,7 @@ def _dispatch(
         "maximize": maximize,
     }
     if fused:
-        _fused_lion(params, grads, exp_avgs, **hyper, kahan_comps=kahan_comps)
+        _fused_lion(params, grads, exp_avgs, **hyper, kahan_comps=kahan_comps, cache=cache)
         return
     default = foreach is None and fused is None
     if (
@@ -663,6 +679,7 @@ def _fused_lion(
     caution: bool,
     maximize: bool,
     kahan_comps: list[Tensor] | None = None,
+    cache: DispatchCache | None = None,
 ) -> None:
     """Apply one Lion step to every ``(param, grad, exp_avg)`` triple in place with the fused kernel.
 
@@ -677,6 +694,8 @@ def _fused_lion(
         caution: Zero the update where it disagrees in sign with the gradient and rescale the rest.
         maximize: Ascend instead of descend.
         kahan_comps: The parameters' Kahan compensations (their shape and dtype), or None: no compensation.
+        cache: The parameter group's :class:`DispatchCache`: where the C kernel takes the whole group, the decision
+            and its checks are kept between steps as on the default path.
 
     Raises:
         ValueError: The lists differ in length, or a triple differs in shape, dtype or device.
@@ -704,6 +723,11 @@ def _fused_lion(
             # Traced into the caller's compiled graph, whose compiler fuses it: the reference kernel as it is.
             _single_tensor_lion(params, grads, exp_avgs, **hyper, kahan_comps=kahan_comps)
             return
+        kahan = kahan_comps is not None
+        if cache is not None and _step_with_plan(
+            cache, params, grads, exp_avgs, hyper, kahan_comps, lambda d, m: _c_kernel(d, caution, m, kahan)
+        ):
+            return
         uniform = _uniform_contiguous(params, grads, exp_avgs, kahan_comps)
         if uniform is None:
             _general_fused_lion(params, grads, exp_avgs, hyper, kahan_comps)
@@ -714,6 +738,10 @@ def _fused_lion(
         limit = kernel.max_numel
         if min(numels) > 1 and max(numels) <= limit:
             kernel.call(params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, device), kahan_comps)
+            if cache is not None and isinstance(kernel, CpuLionKernel):
+                cache._plan = _NativePlan(
+                    list(params), list(exp_avgs), None if not kahan else list(kahan_comps or ()), dtype, m_dtype, numels
+                )
             return
         # 0-size tensors have nothing to update; single elements (a size-1 slot would specialise the compiled graph)
         # and tensors past the kernel's limit (the inductor kernel's int32 caution count) take the reference kernel.
@@ -726,6 +754,12 @@ def _fused_lion(
             ps, gs, ms = ([xs[i] for i in one] for xs in (params, grads, exp_avgs))
             cs = [kahan_comps[i] for i in one] if kahan_comps is not None else None
             _single_tensor_lion(ps, gs, ms, **hyper, kahan_comps=cs)
+
+
+def _c_kernel(dtype: torch.dtype, caution: bool, m_dtype: torch.dtype, kahan: bool) -> CpuLionKernel | None:
+    """The kernel ``fused=True`` takes for CPU tensors of these dtypes if it is the C kernel, else None."""
+    kernel = _get_kernel(torch.device("cpu"), dtype, caution, m_dtype, kahan)
+    return kernel if isinstance(kernel, CpuLionKernel) else None
 
 
 def _general_fused_lion(

@@ -36,6 +36,7 @@ _EXP_AVG = operator.itemgetter("exp_avg")
 _GET_EXP_AVG = operator.methodcaller("get", "exp_avg")
 _GET_KAHAN_COMP = operator.methodcaller("get", "kahan_comp")
 _DTYPE = operator.attrgetter("dtype")
+_DEVICE_TYPE = operator.attrgetter("device.type")
 
 
 def _with_grads(group_params: list[Tensor], grads: list[Tensor | None]) -> tuple[list[Tensor], list[Tensor]]:
@@ -119,6 +120,8 @@ def _storage_ptr(t: Tensor) -> int:
 def _check_fused_devices(params: list[Tensor], group_index: int) -> None:
     """Raise torch's error for ``fused=True`` on a device without fused kernels (e.g. meta), naming the device."""
     supported = _get_fused_kernels_supported_devices()
+    if set(supported).issuperset(map(_DEVICE_TYPE, params)):  # the common case, in one C-level pass
+        return
     for position, p in enumerate(params):
         if p.grad is not None and p.device.type not in supported:
             raise RuntimeError(
