@@ -92,7 +92,9 @@ def _grads(params: list[torch.nn.Parameter], seed: int) -> list[Tensor]:
 
 
 @pytest.mark.parametrize("fused", [None, True], ids=["default", "fused"])
-def test_the_decision_is_taken_once_and_the_bits_stay_those_of_the_reference(decisions: list[int], fused: bool | None) -> None:
+def test_the_decision_is_taken_once_and_the_bits_stay_those_of_the_reference(
+    decisions: list[int], fused: bool | None
+) -> None:
     params = _params()
     opt, twin = Lion(params, **HYPER, fused=fused), Twin(params)
     for step in range(4):
