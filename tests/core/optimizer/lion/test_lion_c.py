@@ -86,6 +86,10 @@ def _bf16_from_bits(bits: list[int]) -> torch.Tensor:
     return torch.tensor(bits, dtype=torch.int32).to(torch.int16).view(torch.bfloat16)
 
 
+def _subnormal(t: torch.Tensor) -> torch.Tensor:
+    return (t != 0) & (t.abs() < torch.finfo(t.dtype).smallest_normal)
+
+
 def _special_inputs(n: int, dtype: torch.dtype, gen: torch.Generator) -> torch.Tensor:
     """Random values with, in a few 16-value blocks only, subnormals, NaNs with payloads and infinities."""
     values = torch.randn(n, generator=gen) * 4
@@ -148,11 +152,13 @@ def test_bfloat16_stores_give_the_reference_bits_for_every_kind_of_value(
     for g in gs:
         g[32:48] = (torch.arange(16) - 8) * 2.0**-131
     cs = [torch.randn(n, generator=gen).to(dtype) * 2.0**-10 for n in sizes] if kahan else None
-    # one block with no direction (zero gradient and momentum), so subnormal parameters stay subnormal after decay
+    # Two vectors with no direction (zero gradient and momentum): subnormal parameters stay subnormal after decay;
+    # the smallest normal ones, in a vector of their own, leave a subnormal rounding error (compensation) behind.
     ps[0][64:80] = (torch.arange(16) - 8).to(dtype) * 2.0**-130
-    gs[0][64:80], ms[0][64:80] = 0, 0
+    ps[0][80:96] = (torch.arange(16) + 8).to(dtype) * 2.0**-126
+    gs[0][64:96], ms[0][64:96] = 0, 0
     if cs is not None:
-        cs[0][64:80] = 0
+        cs[0][64:96] = 0
     want = [[t.clone() for t in ts] for ts in (ps, gs, ms)]
     want_cs = [c.clone() for c in cs] if cs is not None else None
     hyper = {"beta1": 0.9, "beta2": 0.99, "lr": 0.01, "weight_decay": 0.1, "caution": False, "maximize": False}
@@ -161,7 +167,9 @@ def test_bfloat16_stores_give_the_reference_bits_for_every_kind_of_value(
     got, expected = [*ps, *ms, *(cs or [])], [*want[0], *want[2], *(want_cs or [])]
     stored_bf16 = [t for t in got if t.dtype == torch.bfloat16]
     assert any(t.isnan().any() for t in stored_bf16), "precondition: NaNs are stored"
-    assert any(((t != 0) & (t.abs() < torch.finfo(torch.bfloat16).smallest_normal)).any() for t in stored_bf16)
+    assert any(_subnormal(t).any() for t in stored_bf16), "precondition: subnormals are stored"
+    if cs is not None:
+        assert _subnormal(cs[0]).any(), "precondition: subnormal compensations are stored"
     for a, b in zip(got, expected, strict=True):
         # NaN is NaN: ATen's own kernels do not agree on one NaN pattern (scalar code stores 0x7FC0, vector code 0xFFFF)
         assert torch.equal(a.isnan(), b.isnan()), (a, b)

@@ -55,6 +55,7 @@ INLINE uint16_t bf16_store(float f) {
 #if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512VL__)
 #include <immintrin.h>
 #define BF16_ODD_CLASSES 0xA1 /* QNaN (0x01) | subnormal (0x20) | SNaN (0x80) */
+INLINE __m512 bf16_widen(__m256bh h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)h), 16)); }
 static void bf16_store_n(uint16_t* restrict dst, const float* restrict src, int64_t n) {
     int64_t i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -68,14 +69,48 @@ static void bf16_store_n(uint16_t* restrict dst, const float* restrict src, int6
     }
     for (; i < n; ++i) dst[i] = bf16_store(src[i]);
 }
+/* Kahan summation's two stores in one pass: p = round(x), then k = round(x - p). */
+static void bf16_store_kahan_n(uint16_t* restrict p, uint16_t* restrict k, const float* restrict src, int64_t n) {
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(src + i);
+        __m256bh h = _mm512_cvtneps_pbh(x);
+        __m512 rest = _mm512_sub_ps(x, bf16_widen(h));
+        if (_mm512_fpclass_ps_mask(x, BF16_ODD_CLASSES) | _mm512_fpclass_ps_mask(rest, BF16_ODD_CLASSES)) {
+            for (int j = 0; j < 16; ++j) {
+                uint16_t pn = bf16_store(src[i + j]);
+                p[i + j] = pn;
+                k[i + j] = bf16_store(src[i + j] - bf16_load(pn));
+            }
+        } else {
+            __m256bh c = _mm512_cvtneps_pbh(rest);
+            memcpy(p + i, &h, sizeof h);
+            memcpy(k + i, &c, sizeof c);
+        }
+    }
+    for (; i < n; ++i) {
+        uint16_t pn = bf16_store(src[i]);
+        p[i] = pn;
+        k[i] = bf16_store(src[i] - bf16_load(pn));
+    }
+}
 #else
 static void bf16_store_n(uint16_t* restrict dst, const float* restrict src, int64_t n) {
     for (int64_t i = 0; i < n; ++i) dst[i] = bf16_store(src[i]);
 }
+static void bf16_store_kahan_n(uint16_t* restrict p, uint16_t* restrict k, const float* restrict src, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) {
+        uint16_t pn = bf16_store(src[i]);
+        p[i] = pn;
+        k[i] = bf16_store(src[i] - bf16_load(pn));
+    }
+}
 #endif
 /* The same for a dtype stored as is (float, double): the update loop stores those directly, never through this. */
 #define NO_STORE_N(dst, src, n) ((void)(dst), (void)(src), (void)(n))
+#define NO_STORE_KAHAN_N(dst, comp, src, n) ((void)(dst), (void)(comp), (void)(src), (void)(n))
 #define BF16_STORE_N(dst, src, n) bf16_store_n((dst), (src), (n))
+#define BF16_STORE_KAHAN_N(dst, comp, src, n) bf16_store_kahan_n((dst), (comp), (src), (n))
 
 /* Values per round of a bfloat16 update: the loop computes them into float buffers on the stack, then stores them. */
 #define LION_CHUNK 256
@@ -98,7 +133,8 @@ static void bf16_store_n(uint16_t* restrict dst, const float* restrict src, int6
 #define LION_COUNT_CASE(NAME, K_)                                                                              \
     case (K_): return NAME##_count(g, m, lo, hi, w1, w1m, ((K_) >> 1) & 1, (K_) & 1);
 
-#define DEFINE_LION(NAME, SP, SM, OT, LOADP, STOREP, LOADM, STOREM, FMA, FABS, PBUF, STOREP_N, MBUF, STOREM_N) \
+#define DEFINE_LION(NAME, SP, SM, OT, LOADP, STOREP, LOADM, STOREM, FMA, FABS, PBUF, STOREP_N, STOREP_KAHAN_N, \
+                    MBUF, STOREM_N)                                                                            \
 INLINE OT NAME##_lerp(OT a, OT b, OT w, OT wm, const int small) {                                             \
     OT diff = b - a;                                                                                           \
     return small ? FMA(w, diff, a) : FMA(-diff, wm, b);                                                        \
@@ -144,11 +180,7 @@ INLINE void NAME##_update(SP* restrict p, const SP* restrict g, SM* restrict m, 
             if (MBUF) mb[i] = mn; else mp[i] = STOREM(mn);                                                     \
         }                                                                                                      \
         if (PBUF) {                                                                                            \
-            STOREP_N(pb, xb, len);                                                                             \
-            if (kahan) {                                                                                       \
-                for (int64_t i = 0; i < len; ++i) xb[i] = xb[i] - LOADP(pb[i]);                                \
-                STOREP_N(k + b, xb, len);                                                                      \
-            }                                                                                                  \
+            if (kahan) STOREP_KAHAN_N(pb, k + b, xb, len); else STOREP_N(pb, xb, len);                         \
         }                                                                                                      \
         if (MBUF) STOREM_N(mp, mb, len);                                                                       \
     }                                                                                                          \
@@ -227,11 +259,12 @@ void lion_##NAME(int64_t nt, SP** P, SP** G, SM** M, SP** K, const int64_t* N, d
 
 /* name, param type, momentum type, compute type, their loads and stores, fma, fabs; then whether parameters and
  * momenta are stored through the float buffers (bfloat16) and the function that stores such a buffer */
-DEFINE_LION(f32_f32, float, float, float, ID, ID, ID, ID, fmaf, fabsf, 0, NO_STORE_N, 0, NO_STORE_N)
-DEFINE_LION(f64_f64, double, double, double, ID, ID, ID, ID, fma, fabs, 0, NO_STORE_N, 0, NO_STORE_N)
-DEFINE_LION(bf16_bf16, uint16_t, uint16_t, float, bf16_load, bf16_store, bf16_load, bf16_store, fmaf, fabsf,
-            1, BF16_STORE_N, 1, BF16_STORE_N)
-DEFINE_LION(f32_bf16, float, uint16_t, float, ID, ID, bf16_load, bf16_store, fmaf, fabsf, 0, NO_STORE_N, 1,
-            BF16_STORE_N)
-DEFINE_LION(bf16_f32, uint16_t, float, float, bf16_load, bf16_store, ID, ID, fmaf, fabsf, 1, BF16_STORE_N, 0,
+DEFINE_LION(f32_f32, float, float, float, ID, ID, ID, ID, fmaf, fabsf, 0, NO_STORE_N, NO_STORE_KAHAN_N, 0, NO_STORE_N)
+DEFINE_LION(f64_f64, double, double, double, ID, ID, ID, ID, fma, fabs, 0, NO_STORE_N, NO_STORE_KAHAN_N, 0,
             NO_STORE_N)
+DEFINE_LION(bf16_bf16, uint16_t, uint16_t, float, bf16_load, bf16_store, bf16_load, bf16_store, fmaf, fabsf,
+            1, BF16_STORE_N, BF16_STORE_KAHAN_N, 1, BF16_STORE_N)
+DEFINE_LION(f32_bf16, float, uint16_t, float, ID, ID, bf16_load, bf16_store, fmaf, fabsf, 0, NO_STORE_N,
+            NO_STORE_KAHAN_N, 1, BF16_STORE_N)
+DEFINE_LION(bf16_f32, uint16_t, float, float, bf16_load, bf16_store, ID, ID, fmaf, fabsf, 1, BF16_STORE_N,
+            BF16_STORE_KAHAN_N, 0, NO_STORE_N)
