@@ -139,24 +139,29 @@ INLINE OT NAME##_lerp(OT a, OT b, OT w, OT wm, const int small) {               
     OT diff = b - a;                                                                                           \
     return small ? FMA(w, diff, a) : FMA(-diff, wm, b);                                                        \
 }                                                                                                              \
-INLINE void NAME##_update(SP* restrict p, const SP* restrict g, SM* restrict m, SP* restrict k, int64_t lo,     \
-                          int64_t hi, OT decay, OT w1, OT w1m, OT w2, OT w2m, OT step, const int caution,       \
+/* One element in the compute type: g (maximize applied), m and x = p (+ k) loaded; returns the new momentum and\
+ * leaves the new parameter, before its rounding, in *x. */                                                    \
+INLINE OT NAME##_element(OT gv, OT mv, OT* x, OT decay, OT w1, OT w1m, OT w2, OT w2m, OT step,                 \
+                         const int caution, const int s1, const int s2) {                                      \
+    OT d = NAME##_lerp(mv, gv, w1, w1m, s1);                                                                   \
+    OT u = (OT)(d > 0) - (OT)(d < 0);                                                                          \
+    if (caution) { OT a = (u * gv > 0) ? (OT)1 : (OT)0; u = u * a; }                                           \
+    *x = *x * decay;                                                                                           \
+    *x = *x - u * step;                                                                                        \
+    return NAME##_lerp(mv, gv, w2, w2m, s2);                                                                   \
+}                                                                                                              \
+INLINE void NAME##_update(SP* restrict p, const SP* restrict g, SM* restrict m, SP* restrict k, int64_t lo,    \
+                          int64_t hi, OT decay, OT w1, OT w1m, OT w2, OT w2m, OT step, const int caution,      \
                           const int maximize, const int kahan, const int s1, const int s2) {                   \
     if (!PBUF && !MBUF) {                                                                                      \
         for (int64_t i = lo; i < hi; ++i) {                                                                    \
             OT gv = maximize ? -LOADP(g[i]) : LOADP(g[i]);                                                     \
-            OT mv = LOADM(m[i]);                                                                               \
-            OT d = NAME##_lerp(mv, gv, w1, w1m, s1);                                                           \
-            OT u = (OT)(d > 0) - (OT)(d < 0);                                                                  \
-            if (caution) { OT a = (u * gv > 0) ? (OT)1 : (OT)0; u = u * a; }                                  \
-            OT x = LOADP(p[i]);                                                                                \
-            if (kahan) x = x + LOADP(k[i]);                                                                    \
-            x = x * decay;                                                                                     \
-            x = x - u * step;                                                                                  \
+            OT x = kahan ? LOADP(p[i]) + LOADP(k[i]) : LOADP(p[i]);                                            \
+            OT mn = NAME##_element(gv, LOADM(m[i]), &x, decay, w1, w1m, w2, w2m, step, caution, s1, s2);       \
             SP pn = STOREP(x);                                                                                 \
             p[i] = pn;                                                                                         \
             if (kahan) k[i] = STOREP(x - LOADP(pn));                                                           \
-            m[i] = STOREM(NAME##_lerp(mv, gv, w2, w2m, s2));                                                   \
+            m[i] = STOREM(mn);                                                                                 \
         }                                                                                                      \
         return;                                                                                                \
     }                                                                                                          \
@@ -167,15 +172,8 @@ INLINE void NAME##_update(SP* restrict p, const SP* restrict g, SM* restrict m, 
         SP* restrict pb = p + b; const SP* restrict gb = g + b; SM* restrict mp = m + b;                       \
         for (int64_t i = 0; i < len; ++i) {                                                                    \
             OT gv = maximize ? -LOADP(gb[i]) : LOADP(gb[i]);                                                   \
-            OT mv = LOADM(mp[i]);                                                                              \
-            OT d = NAME##_lerp(mv, gv, w1, w1m, s1);                                                           \
-            OT u = (OT)(d > 0) - (OT)(d < 0);                                                                  \
-            if (caution) { OT a = (u * gv > 0) ? (OT)1 : (OT)0; u = u * a; }                                  \
-            OT x = LOADP(pb[i]);                                                                               \
-            if (kahan) x = x + LOADP(k[b + i]);                                                                \
-            x = x * decay;                                                                                     \
-            x = x - u * step;                                                                                  \
-            OT mn = NAME##_lerp(mv, gv, w2, w2m, s2);                                                          \
+            OT x = kahan ? LOADP(pb[i]) + LOADP(k[b + i]) : LOADP(pb[i]);                                      \
+            OT mn = NAME##_element(gv, LOADM(mp[i]), &x, decay, w1, w1m, w2, w2m, step, caution, s1, s2);      \
             if (PBUF) xb[i] = x; else pb[i] = STOREP(x);                                                       \
             if (MBUF) mb[i] = mn; else mp[i] = STOREM(mn);                                                     \
         }                                                                                                      \
