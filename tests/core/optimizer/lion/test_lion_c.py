@@ -112,6 +112,11 @@ def no_bf16_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("native_bf16", [True, False], ids=["native", "no-avx512bf16"])
 @pytest.mark.parametrize(
+    ("caution", "maximize", "betas"),
+    [(False, False, (0.9, 0.99)), (True, False, (0.9, 0.99)), (True, True, (0.3, 0.4)), (False, True, (0.3, 0.99))],
+    ids=["plain", "caution", "caution-maximize-small-betas", "maximize-small-beta1"],
+)
+@pytest.mark.parametrize(
     ("dtype", "m_dtype", "kahan"),
     [
         (torch.bfloat16, torch.bfloat16, False),
@@ -125,10 +130,16 @@ def test_bfloat16_stores_give_the_reference_bits_for_every_kind_of_value(
     dtype: torch.dtype,
     m_dtype: torch.dtype,
     kahan: bool,
+    caution: bool,
+    maximize: bool,
+    betas: tuple[float, float],
     monkeypatch: pytest.MonkeyPatch,
     no_bf16_cache: Path,
 ) -> None:
-    """Subnormal, NaN (with payloads), infinite and ordinary results, in vectors of 16 and in a ragged tail.
+    """Subnormal, NaN (with payloads), infinite, signed-zero and ordinary results, in vectors of 16 and a ragged tail.
+
+    Both branches of each lerp (betas above and below 0.5), caution and maximize; the bits must be equal, zeros'
+    signs included.
 
     Where the CPU converts float to bfloat16 itself, that instruction reads subnormals as zero and keeps NaN payloads;
     the kernel must give the reference's bits anyway (c10's rounding: NaN becomes 0x7FC0). Built once as this machine
@@ -140,7 +151,7 @@ def test_bfloat16_stores_give_the_reference_bits_for_every_kind_of_value(
         monkeypatch.setenv("NOETHER_CACHE_DIR", str(no_bf16_cache))
         monkeypatch.setattr(cpu_build, "_LIB", None)
     try:
-        kernel = CpuLionKernel(dtype, False, m_dtype, kahan)
+        kernel = CpuLionKernel(dtype, caution, m_dtype, kahan)
     except CpuKernelBuildError as exc:
         pytest.skip(f"this compiler cannot build it so: {exc}")
     gen = torch.Generator().manual_seed(3)
@@ -149,8 +160,9 @@ def test_bfloat16_stores_give_the_reference_bits_for_every_kind_of_value(
     gs = [_special_inputs(n, dtype, gen) for n in sizes]
     # tiny momenta: their lerp with tiny gradients gives subnormal momenta to store
     ms = [(torch.randint(-3, 4, (n,), generator=gen) * 2.0**-130).to(m_dtype) for n in sizes]
-    for g in gs:
+    for g, m in zip(gs, ms, strict=True):
         g[32:48] = (torch.arange(16) - 8) * 2.0**-131
+        m[:32] = torch.randn(32, generator=gen).to(m.dtype)  # ordinary momenta: g - m is inexact in float32
     cs = [torch.randn(n, generator=gen).to(dtype) * 2.0**-10 for n in sizes] if kahan else None
     # Two vectors with no direction (zero gradient and momentum): subnormal parameters stay subnormal after decay;
     # the smallest normal ones, in a vector of their own, leave a subnormal rounding error (compensation) behind.
@@ -159,9 +171,15 @@ def test_bfloat16_stores_give_the_reference_bits_for_every_kind_of_value(
     gs[0][64:96], ms[0][64:96] = 0, 0
     if cs is not None:
         cs[0][64:96] = 0
+    # Parameters at -0 with a negative direction and a positive gradient: caution drops that step, and -1 * 0 = -0
+    # then turns -0 into +0 (x - (-0)); without caution the step is taken.
+    ps[0][112:128], ms[0][112:128], gs[0][112:128] = -0.0, -1.0, 2.0**-10
+    if cs is not None:
+        cs[0][112:128] = 0
     want = [[t.clone() for t in ts] for ts in (ps, gs, ms)]
     want_cs = [c.clone() for c in cs] if cs is not None else None
-    hyper = {"beta1": 0.9, "beta2": 0.99, "lr": 0.01, "weight_decay": 0.1, "caution": False, "maximize": False}
+    hyper = {"beta1": betas[0], "beta2": betas[1], "lr": 0.01, "weight_decay": 0.1}
+    hyper |= {"caution": caution, "maximize": maximize}
     kernel.call(ps, gs, ms, sizes, kernel.scalars(hyper, dtype, torch.device("cpu")), cs)
     _single_tensor_lion(*want, **hyper, kahan_comps=want_cs)  # type: ignore[arg-type]
     got, expected = [*ps, *ms, *(cs or [])], [*want[0], *want[2], *(want_cs or [])]

@@ -46,75 +46,28 @@ INLINE uint16_t bf16_store(float f) {
 #define ID(x) (x)
 
 /*
- * Storing a run of float results as bfloat16. The rounding above costs gcc about eight vector instructions per 16
- * values, which made the bfloat16 steps compute-bound. CPUs with AVX512-BF16 convert 16 values in one instruction
- * (vcvtneps2bf16) that rounds to nearest even exactly as bf16_store does, except that it reads subnormal inputs as
- * zero and keeps a NaN's payload. A vector holding either (one vfpclassps tells) takes bf16_store instead, so the
- * bits are the same on every CPU; other CPUs take bf16_store throughout.
+ * Vectors of 16 floats for the steps that store bfloat16. The rounding above costs gcc about eight vector
+ * instructions per 16 values and the widening of each loaded value two more, which made the bfloat16 steps bound by
+ * arithmetic rather than memory. On CPUs with AVX512-BF16 those steps run a loop written with intrinsics
+ * (NAME##_update_vec below): one instruction (vcvtneps2bf16) rounds 16 values to nearest even exactly as bf16_store
+ * does, except that it reads subnormal inputs as zero and keeps a NaN's payload. A vector with such a value to store
+ * (one vfpclassps per stored vector finds them) is computed again, element by element, by the scalar code, before
+ * anything of it is stored; so the bits are those of bf16_store on every CPU. Other CPUs run the scalar code.
  */
-#if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512VL__)
+#if defined(__AVX512BF16__) && defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__)
 #include <immintrin.h>
+#define LION_VEC 1
 #define BF16_ODD_CLASSES 0xA1 /* QNaN (0x01) | subnormal (0x20) | SNaN (0x80) */
-INLINE __m512 bf16_widen(__m256bh h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)h), 16)); }
-static void bf16_store_n(uint16_t* restrict dst, const float* restrict src, int64_t n) {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 v = _mm512_loadu_ps(src + i);
-        if (_mm512_fpclass_ps_mask(v, BF16_ODD_CLASSES)) {
-            for (int j = 0; j < 16; ++j) dst[i + j] = bf16_store(src[i + j]);
-        } else {
-            __m256bh h = _mm512_cvtneps_pbh(v);
-            memcpy(dst + i, &h, sizeof h);
-        }
-    }
-    for (; i < n; ++i) dst[i] = bf16_store(src[i]);
+INLINE __m512 vwiden(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+INLINE __m512 vload(const void* ptr, const int bf16) {
+    return bf16 ? vwiden(_mm256_loadu_si256((const __m256i*)ptr)) : _mm512_loadu_ps((const float*)ptr);
 }
-/* Kahan summation's two stores in one pass: p = round(x), then k = round(x - p). */
-static void bf16_store_kahan_n(uint16_t* restrict p, uint16_t* restrict k, const float* restrict src, int64_t n) {
-    int64_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512 x = _mm512_loadu_ps(src + i);
-        __m256bh h = _mm512_cvtneps_pbh(x);
-        __m512 rest = _mm512_sub_ps(x, bf16_widen(h));
-        if (_mm512_fpclass_ps_mask(x, BF16_ODD_CLASSES) | _mm512_fpclass_ps_mask(rest, BF16_ODD_CLASSES)) {
-            for (int j = 0; j < 16; ++j) {
-                uint16_t pn = bf16_store(src[i + j]);
-                p[i + j] = pn;
-                k[i + j] = bf16_store(src[i + j] - bf16_load(pn));
-            }
-        } else {
-            __m256bh c = _mm512_cvtneps_pbh(rest);
-            memcpy(p + i, &h, sizeof h);
-            memcpy(k + i, &c, sizeof c);
-        }
-    }
-    for (; i < n; ++i) {
-        uint16_t pn = bf16_store(src[i]);
-        p[i] = pn;
-        k[i] = bf16_store(src[i] - bf16_load(pn));
-    }
-}
+INLINE __m256i vround(__m512 v) { __m256bh h = _mm512_cvtneps_pbh(v); __m256i r; memcpy(&r, &h, sizeof r); return r; }
+INLINE __mmask16 vodd(__m512 v) { return _mm512_fpclass_ps_mask(v, BF16_ODD_CLASSES); }
+INLINE __m512 vneg(__m512 v) { return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u))); }
 #else
-static void bf16_store_n(uint16_t* restrict dst, const float* restrict src, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) dst[i] = bf16_store(src[i]);
-}
-static void bf16_store_kahan_n(uint16_t* restrict p, uint16_t* restrict k, const float* restrict src, int64_t n) {
-    for (int64_t i = 0; i < n; ++i) {
-        uint16_t pn = bf16_store(src[i]);
-        p[i] = pn;
-        k[i] = bf16_store(src[i] - bf16_load(pn));
-    }
-}
+#define LION_VEC 0
 #endif
-/* The same for a dtype stored as is (float, double): the update loop stores those directly, never through this. */
-#define NO_STORE_N(dst, src, n) ((void)(dst), (void)(src), (void)(n))
-#define NO_STORE_KAHAN_N(dst, comp, src, n) ((void)(dst), (void)(comp), (void)(src), (void)(n))
-#define BF16_STORE_N(dst, src, n) bf16_store_n((dst), (src), (n))
-#define BF16_STORE_KAHAN_N(dst, comp, src, n) bf16_store_kahan_n((dst), (comp), (src), (n))
-
-/* Values per round of a bfloat16 update: the loop computes them into float buffers on the stack, then stores them. */
-#define LION_CHUNK 256
-
 
 /*
  * OpenMP outlines each parallel region of NAME##_body into one function before any inlining, so flags passed into
@@ -133,9 +86,8 @@ static void bf16_store_kahan_n(uint16_t* restrict p, uint16_t* restrict k, const
 #define LION_COUNT_CASE(NAME, K_)                                                                              \
     case (K_): return NAME##_count(g, m, lo, hi, w1, w1m, ((K_) >> 1) & 1, (K_) & 1);
 
-#define DEFINE_LION(NAME, SP, SM, OT, LOADP, STOREP, LOADM, STOREM, FMA, FABS, PBUF, STOREP_N, STOREP_KAHAN_N, \
-                    MBUF, STOREM_N)                                                                            \
-INLINE OT NAME##_lerp(OT a, OT b, OT w, OT wm, const int small) {                                             \
+#define DEFINE_LION_SCALAR(NAME, SP, SM, OT, LOADP, STOREP, LOADM, STOREM, FMA)                                \
+INLINE OT NAME##_lerp(OT a, OT b, OT w, OT wm, const int small) {                                              \
     OT diff = b - a;                                                                                           \
     return small ? FMA(w, diff, a) : FMA(-diff, wm, b);                                                        \
 }                                                                                                              \
@@ -150,38 +102,92 @@ INLINE OT NAME##_element(OT gv, OT mv, OT* x, OT decay, OT w1, OT w1m, OT w2, OT
     *x = *x - u * step;                                                                                        \
     return NAME##_lerp(mv, gv, w2, w2m, s2);                                                                   \
 }                                                                                                              \
+/* Element i loaded, updated and stored. */                                                                    \
+INLINE void NAME##_one(SP* restrict p, const SP* restrict g, SM* restrict m, SP* restrict k, int64_t i, OT decay,\
+                       OT w1, OT w1m, OT w2, OT w2m, OT step, const int caution, const int maximize,           \
+                       const int kahan, const int s1, const int s2) {                                          \
+    OT gv = maximize ? -LOADP(g[i]) : LOADP(g[i]);                                                             \
+    OT x = kahan ? LOADP(p[i]) + LOADP(k[i]) : LOADP(p[i]);                                                    \
+    OT mn = NAME##_element(gv, LOADM(m[i]), &x, decay, w1, w1m, w2, w2m, step, caution, s1, s2);               \
+    SP pn = STOREP(x);                                                                                         \
+    p[i] = pn;                                                                                                 \
+    if (kahan) k[i] = STOREP(x - LOADP(pn));                                                                   \
+    m[i] = STOREM(mn);                                                                                         \
+}
+
+/* Elements lo, lo + 16, ... in vectors of 16 while whole ones remain (PB16, MB16: parameters, momenta stored as
+ * bfloat16); returns where the scalar code takes over. The same operations in the same order as NAME##_element:
+ * u * step is exact, so it is selected (step, -step, or a zero of u's sign) rather than multiplied. */
+#define DEFINE_LION_VEC(NAME, SP, SM, PB16, MB16)                                                              \
+static inline __attribute__((always_inline)) int64_t NAME##_update_vec(                                        \
+        SP* restrict p, const SP* restrict g, SM* restrict m, SP* restrict k, int64_t lo, int64_t hi, float decay,\
+        float w1, float w1m, float w2, float w2m, float step, const int caution, const int maximize,           \
+        const int kahan, const int s1, const int s2) {                                                         \
+    const __m512 vdec = _mm512_set1_ps(decay), vw1 = _mm512_set1_ps(w1), vw1m = _mm512_set1_ps(w1m);           \
+    const __m512 vw2 = _mm512_set1_ps(w2), vw2m = _mm512_set1_ps(w2m), vst = _mm512_set1_ps(step);             \
+    const __m512 vnst = _mm512_set1_ps(-step), zero = _mm512_setzero_ps(), nzero = _mm512_set1_ps(-0.0f);      \
+    int64_t i = lo;                                                                                            \
+    for (; i + 16 <= hi; i += 16) {                                                                            \
+        __m512 gv = vload(g + i, PB16);                                                                        \
+        if (maximize) gv = vneg(gv);                                                                           \
+        __m512 mv = vload(m + i, MB16);                                                                        \
+        __m512 diff = _mm512_sub_ps(gv, mv);                                                                   \
+        __m512 d = s1 ? _mm512_fmadd_ps(vw1, diff, mv) : _mm512_fnmadd_ps(diff, vw1m, gv);                     \
+        __mmask16 pos = _mm512_cmp_ps_mask(d, zero, _CMP_GT_OQ), neg = _mm512_cmp_ps_mask(d, zero, _CMP_LT_OQ);\
+        if (caution) { /* a dropped direction keeps u's sign: -1 * 0 is -0 */                                  \
+            __mmask16 gpos = _mm512_cmp_ps_mask(gv, zero, _CMP_GT_OQ);                                         \
+            __mmask16 gneg = _mm512_cmp_ps_mask(gv, zero, _CMP_LT_OQ);                                         \
+            __m512 us = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(neg, nzero), neg & gneg, vnst);                 \
+            d = _mm512_mask_mov_ps(us, pos & gpos, vst);                                                       \
+        } else {                                                                                               \
+            d = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(neg, vnst), pos, vst);                                  \
+        }                                                                                                      \
+        __m512 x = vload(p + i, PB16);                                                                         \
+        if (kahan) x = _mm512_add_ps(x, vload(k + i, PB16));                                                   \
+        x = _mm512_sub_ps(_mm512_mul_ps(x, vdec), d);                                                          \
+        __m512 mn = s2 ? _mm512_fmadd_ps(vw2, diff, mv) : _mm512_fnmadd_ps(diff, vw2m, gv);                    \
+        __mmask16 odd = 0;                                                                                     \
+        __m256i ph = _mm256_setzero_si256(), kh = ph, mh = ph;                                                 \
+        __m512 rest = zero;                                                                                    \
+        if (PB16) {                                                                                            \
+            odd |= vodd(x);                                                                                    \
+            ph = vround(x);                                                                                    \
+            if (kahan) { rest = _mm512_sub_ps(x, vwiden(ph)); odd |= vodd(rest); kh = vround(rest); }          \
+        } else if (kahan) {                                                                                    \
+            rest = _mm512_sub_ps(x, x);                                                                        \
+        }                                                                                                      \
+        if (MB16) { odd |= vodd(mn); mh = vround(mn); }                                                        \
+        if (odd) { /* nothing of this vector is stored yet: the scalar code does it whole */                   \
+            for (int64_t j = i; j < i + 16; ++j)                                                               \
+                NAME##_one(p, g, m, k, j, decay, w1, w1m, w2, w2m, step, caution, maximize, kahan, s1, s2);    \
+            continue;                                                                                          \
+        }                                                                                                      \
+        if (PB16) _mm256_storeu_si256((__m256i*)(void*)(p + i), ph); else _mm512_storeu_ps((void*)(p + i), x); \
+        if (kahan) {                                                                                           \
+            if (PB16) _mm256_storeu_si256((__m256i*)(void*)(k + i), kh); else _mm512_storeu_ps((void*)(k + i), rest);\
+        }                                                                                                      \
+        if (MB16) _mm256_storeu_si256((__m256i*)(void*)(m + i), mh); else _mm512_storeu_ps((void*)(m + i), mn);\
+    }                                                                                                          \
+    return i;                                                                                                  \
+}
+
+#define DEFINE_LION_NO_VEC(NAME, SP, SM, OT)                                                                   \
+static inline __attribute__((always_inline)) int64_t NAME##_update_vec(                                        \
+        SP* restrict p, const SP* restrict g, SM* restrict m, SP* restrict k, int64_t lo, int64_t hi, OT decay,\
+        OT w1, OT w1m, OT w2, OT w2m, OT step, const int caution, const int maximize, const int kahan, const int s1,\
+        const int s2) {                                                                                        \
+    (void)p; (void)g; (void)m; (void)k; (void)hi; (void)decay; (void)w1; (void)w1m; (void)w2; (void)w2m;       \
+    (void)step; (void)caution; (void)maximize; (void)kahan; (void)s1; (void)s2;                                \
+    return lo;                                                                                                 \
+}
+
+#define DEFINE_LION(NAME, SP, SM, OT, LOADP, STOREP, LOADM, STOREM, FMA, FABS, VEC)                            \
 INLINE void NAME##_update(SP* restrict p, const SP* restrict g, SM* restrict m, SP* restrict k, int64_t lo,    \
                           int64_t hi, OT decay, OT w1, OT w1m, OT w2, OT w2m, OT step, const int caution,      \
                           const int maximize, const int kahan, const int s1, const int s2) {                   \
-    if (!PBUF && !MBUF) {                                                                                      \
-        for (int64_t i = lo; i < hi; ++i) {                                                                    \
-            OT gv = maximize ? -LOADP(g[i]) : LOADP(g[i]);                                                     \
-            OT x = kahan ? LOADP(p[i]) + LOADP(k[i]) : LOADP(p[i]);                                            \
-            OT mn = NAME##_element(gv, LOADM(m[i]), &x, decay, w1, w1m, w2, w2m, step, caution, s1, s2);       \
-            SP pn = STOREP(x);                                                                                 \
-            p[i] = pn;                                                                                         \
-            if (kahan) k[i] = STOREP(x - LOADP(pn));                                                           \
-            m[i] = STOREM(mn);                                                                                 \
-        }                                                                                                      \
-        return;                                                                                                \
-    }                                                                                                          \
-    /* bfloat16 stores: compute a round into float buffers, then store them with bf16_store_n */               \
-    OT xb[LION_CHUNK], mb[LION_CHUNK];                                                                         \
-    for (int64_t b = lo; b < hi; b += LION_CHUNK) {                                                            \
-        int64_t len = hi - b < LION_CHUNK ? hi - b : LION_CHUNK;                                               \
-        SP* restrict pb = p + b; const SP* restrict gb = g + b; SM* restrict mp = m + b;                       \
-        for (int64_t i = 0; i < len; ++i) {                                                                    \
-            OT gv = maximize ? -LOADP(gb[i]) : LOADP(gb[i]);                                                   \
-            OT x = kahan ? LOADP(pb[i]) + LOADP(k[b + i]) : LOADP(pb[i]);                                      \
-            OT mn = NAME##_element(gv, LOADM(mp[i]), &x, decay, w1, w1m, w2, w2m, step, caution, s1, s2);      \
-            if (PBUF) xb[i] = x; else pb[i] = STOREP(x);                                                       \
-            if (MBUF) mb[i] = mn; else mp[i] = STOREM(mn);                                                     \
-        }                                                                                                      \
-        if (PBUF) {                                                                                            \
-            if (kahan) STOREP_KAHAN_N(pb, k + b, xb, len); else STOREP_N(pb, xb, len);                         \
-        }                                                                                                      \
-        if (MBUF) STOREM_N(mp, mb, len);                                                                       \
-    }                                                                                                          \
+    int64_t i = VEC ? NAME##_update_vec(p, g, m, k, lo, hi, decay, w1, w1m, w2, w2m, step, caution, maximize, kahan,\
+                                        s1, s2) : lo;                                                          \
+    for (; i < hi; ++i) NAME##_one(p, g, m, k, i, decay, w1, w1m, w2, w2m, step, caution, maximize, kahan, s1, s2);\
 }                                                                                                              \
 INLINE int64_t NAME##_count(const SP* restrict g, const SM* restrict m, int64_t lo, int64_t hi, OT w1, OT w1m,  \
                             const int maximize, const int s1) {                                                \
@@ -255,14 +261,29 @@ void lion_##NAME(int64_t nt, SP** P, SP** G, SM** M, SP** K, const int64_t* N, d
     }                                                                                                          \
 }
 
-/* name, param type, momentum type, compute type, their loads and stores, fma, fabs; then whether parameters and
- * momenta are stored through the float buffers (bfloat16) and the function that stores such a buffer */
-DEFINE_LION(f32_f32, float, float, float, ID, ID, ID, ID, fmaf, fabsf, 0, NO_STORE_N, NO_STORE_KAHAN_N, 0, NO_STORE_N)
-DEFINE_LION(f64_f64, double, double, double, ID, ID, ID, ID, fma, fabs, 0, NO_STORE_N, NO_STORE_KAHAN_N, 0,
-            NO_STORE_N)
-DEFINE_LION(bf16_bf16, uint16_t, uint16_t, float, bf16_load, bf16_store, bf16_load, bf16_store, fmaf, fabsf,
-            1, BF16_STORE_N, BF16_STORE_KAHAN_N, 1, BF16_STORE_N)
-DEFINE_LION(f32_bf16, float, uint16_t, float, ID, ID, bf16_load, bf16_store, fmaf, fabsf, 0, NO_STORE_N,
-            NO_STORE_KAHAN_N, 1, BF16_STORE_N)
-DEFINE_LION(bf16_f32, uint16_t, float, float, bf16_load, bf16_store, ID, ID, fmaf, fabsf, 1, BF16_STORE_N,
-            BF16_STORE_KAHAN_N, 0, NO_STORE_N)
+/* name, parameter type, momentum type, compute type, their loads and stores, fma (and fabs) */
+DEFINE_LION_SCALAR(f32_f32, float, float, float, ID, ID, ID, ID, fmaf)
+DEFINE_LION_SCALAR(f64_f64, double, double, double, ID, ID, ID, ID, fma)
+DEFINE_LION_SCALAR(bf16_bf16, uint16_t, uint16_t, float, bf16_load, bf16_store, bf16_load, bf16_store, fmaf)
+DEFINE_LION_SCALAR(f32_bf16, float, uint16_t, float, ID, ID, bf16_load, bf16_store, fmaf)
+DEFINE_LION_SCALAR(bf16_f32, uint16_t, float, float, bf16_load, bf16_store, ID, ID, fmaf)
+
+/* float32 and float64 steps need no intrinsics: gcc vectorizes their scalar loops near memory speed */
+DEFINE_LION_NO_VEC(f32_f32, float, float, float)
+DEFINE_LION_NO_VEC(f64_f64, double, double, double)
+#if LION_VEC
+/* name, parameter type, momentum type, whether parameters and momenta are stored as bfloat16 */
+DEFINE_LION_VEC(bf16_bf16, uint16_t, uint16_t, 1, 1)
+DEFINE_LION_VEC(f32_bf16, float, uint16_t, 0, 1)
+DEFINE_LION_VEC(bf16_f32, uint16_t, float, 1, 0)
+#else
+DEFINE_LION_NO_VEC(bf16_bf16, uint16_t, uint16_t, float)
+DEFINE_LION_NO_VEC(f32_bf16, float, uint16_t, float)
+DEFINE_LION_NO_VEC(bf16_f32, uint16_t, float, float)
+#endif
+
+DEFINE_LION(f32_f32, float, float, float, ID, ID, ID, ID, fmaf, fabsf, 0)
+DEFINE_LION(f64_f64, double, double, double, ID, ID, ID, ID, fma, fabs, 0)
+DEFINE_LION(bf16_bf16, uint16_t, uint16_t, float, bf16_load, bf16_store, bf16_load, bf16_store, fmaf, fabsf, LION_VEC)
+DEFINE_LION(f32_bf16, float, uint16_t, float, ID, ID, bf16_load, bf16_store, fmaf, fabsf, LION_VEC)
+DEFINE_LION(bf16_f32, uint16_t, float, float, bf16_load, bf16_store, ID, ID, fmaf, fabsf, LION_VEC)
