@@ -307,3 +307,17 @@ def test_changed_group_options_route_the_kept_tensors_anew(decisions: list[int])
         twin.assert_same(opt, low)
     assert not any("kahan_comp" in opt.state[p] for p in low)
     assert len(decisions) == 4
+
+
+def test_a_claim_counts_for_one_step_whichever_kernel_runs() -> None:
+    """A claim the optimizer made for a step whose group then ran the foreach kernel must not carry into a later step
+    (that step's lists would go to the C kernel with their identity unchecked)."""
+    params = _params()
+    opt = Lion(params, **HYPER)
+    _grads(params, seed=0)
+    opt.step()  # the C kernel: a decision is kept
+    plain = opt._dispatch_caches[0][0]
+    opt.param_groups[0]["foreach"] = True
+    _grads(params, seed=1)
+    opt.step()  # claimed by the optimizer, run by the foreach kernel
+    assert plain._plan is not None and plain._claimed is False

@@ -638,7 +638,8 @@ def _dispatch(
 ) -> None:
     """Run the kernel ``fused`` / ``foreach`` select, on inputs the caller has already validated.
 
-    ``cache`` (one per parameter group, held by the caller) keeps the default path's decision between steps.
+    ``cache`` (one per parameter group, held by the caller) keeps the C kernel's decision between steps. A claim on it
+    (:meth:`DispatchCache.claim`) counts for this call only, whichever kernel runs.
     """
     hyper: dict[str, Any] = {
         "beta1": beta1,
@@ -648,23 +649,27 @@ def _dispatch(
         "caution": caution,
         "maximize": maximize,
     }
-    if fused:
-        _fused_lion(params, grads, exp_avgs, **hyper, kahan_comps=kahan_comps, cache=cache)
-        return
-    default = foreach is None and fused is None
-    if (
-        default
-        and not torch.compiler.is_compiling()
-        and not is_scripting()
-        and _native_cpu_lion(params, grads, exp_avgs, hyper, kahan_comps, cache)
-    ):
-        return
-    if foreach is None:
-        foreach = _default_to_foreach()
-    if foreach and is_scripting():
-        raise RuntimeError("lion: torch.jit.script does not support foreach optimizers; pass foreach=False")
-    kernel = _multi_tensor_lion if foreach else _single_tensor_lion
-    kernel(params, grads, exp_avgs, **hyper, kahan_comps=kahan_comps)
+    try:
+        if fused:
+            _fused_lion(params, grads, exp_avgs, **hyper, kahan_comps=kahan_comps, cache=cache)
+            return
+        default = foreach is None and fused is None
+        if (
+            default
+            and not torch.compiler.is_compiling()
+            and not is_scripting()
+            and _native_cpu_lion(params, grads, exp_avgs, hyper, kahan_comps, cache)
+        ):
+            return
+        if foreach is None:
+            foreach = _default_to_foreach()
+        if foreach and is_scripting():
+            raise RuntimeError("lion: torch.jit.script does not support foreach optimizers; pass foreach=False")
+        kernel = _multi_tensor_lion if foreach else _single_tensor_lion
+        kernel(params, grads, exp_avgs, **hyper, kahan_comps=kahan_comps)
+    finally:
+        if cache is not None:
+            cache._claimed = False
 
 
 def _fused_lion(
