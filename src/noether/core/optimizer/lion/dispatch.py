@@ -39,7 +39,7 @@ from torch._jit_internal import is_scripting
 from noether.core.optimizer.lion.compiled_kernel import FusedLionCompileError, _ChunkKernel
 from noether.core.optimizer.lion.cpu_kernel import C_PAIRS, CpuKernelBuildError, CpuLionKernel, pointers, sizes_array
 from noether.core.optimizer.lion.foreach_kernel import _multi_tensor_lion
-from noether.core.optimizer.lion.reference import _PLAIN, LrT, _single_tensor_lion
+from noether.core.optimizer.lion.reference import _PLAIN, LrT, _hyperparameters, _single_tensor_lion
 from noether.core.optimizer.lion.triton_kernel import TRITON_AVAILABLE, TRITON_DTYPES, TritonLionKernel
 from noether.core.optimizer.lion.validation import (
     KernelChoiceError,
@@ -258,8 +258,11 @@ class _NativePlan:
         m_dtype: torch.dtype,
         numels: list[int],
     ) -> None:
-        # Holding the tensors keeps their ids and storages from being reused by others while the plan lives.
-        self.params, self.exp_avgs, self.comps, self.dtype, self.m_dtype = params, exp_avgs, comps, dtype, m_dtype
+        # Copies of the lists (the caller's change at the next step); holding the tensors keeps their ids and storages
+        # from being reused by others while the plan lives.
+        self.params, self.exp_avgs = list(params), list(exp_avgs)
+        self.comps = None if comps is None else list(comps)
+        self.dtype, self.m_dtype = dtype, m_dtype
         self.p_ptrs = list(map(Tensor.data_ptr, params))
         self.m_ptrs = list(map(Tensor.data_ptr, exp_avgs))
         self.c_ptrs = list(map(Tensor.data_ptr, comps)) if comps is not None else None
@@ -345,6 +348,18 @@ class DispatchCache:
         self._plan = None
         self._claimed = False
 
+    def keep(
+        self,
+        params: list[Tensor],
+        exp_avgs: list[Tensor],
+        comps: list[Tensor] | None,
+        dtype: torch.dtype,
+        m_dtype: torch.dtype,
+        numels: list[int],
+    ) -> None:
+        """Keep the decision "the C kernel takes these lists whole" (each tensor with at least one element)."""
+        self._plan = _NativePlan(params, exp_avgs, comps, dtype, m_dtype, numels)
+
     @property
     def dtypes(self) -> tuple[torch.dtype, torch.dtype] | None:
         """The parameters' and momenta's dtype of the kept decision, or None if there is none."""
@@ -418,15 +433,13 @@ def _native_cpu_lion(
         cache, params, grads, exp_avgs, hyper, comps, lambda d, m: _native_kernel(d, hyper["caution"], m, kahan)
     ):
         return True
-    if cache is not None:
-        cache._plan = None
     if not params or not params[0].is_cpu or (params[0].dtype, exp_avgs[0].dtype) not in C_PAIRS:
         return False
     uniform = _uniform_contiguous(params, grads, exp_avgs, comps)
     if uniform is None:  # mixed dtypes, layouts, subclasses, bad triples, ...
         return False
     _, dtype, m_dtype = uniform
-    kernel = _native_kernel(dtype, hyper["caution"], m_dtype, comps is not None)
+    kernel = _native_kernel(dtype, hyper["caution"], m_dtype, kahan)
     if kernel is None:
         return False
     with torch.no_grad():
@@ -435,9 +448,7 @@ def _native_cpu_lion(
         if min(numels) > 0:
             kernel.call(params, grads, exp_avgs, numels, scalars, comps)
             if cache is not None:
-                cache._plan = _NativePlan(
-                    list(params), list(exp_avgs), None if comps is None else list(comps), dtype, m_dtype, numels
-                )
+                cache.keep(params, exp_avgs, comps, dtype, m_dtype, numels)
         else:  # 0-size tensors have nothing to update (and no storage to point at); such groups are not cached
             keep = [i for i, n in enumerate(numels) if n > 0]
             _call_some(kernel, keep, params, grads, exp_avgs, numels, scalars, comps)
@@ -641,14 +652,9 @@ def _dispatch(
     ``cache`` (one per parameter group, held by the caller) keeps the C kernel's decision between steps. A claim on it
     (:meth:`DispatchCache.claim`) counts for this call only, whichever kernel runs.
     """
-    hyper: dict[str, Any] = {
-        "beta1": beta1,
-        "beta2": beta2,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "caution": caution,
-        "maximize": maximize,
-    }
+    hyper = _hyperparameters(
+        beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, caution=caution, maximize=maximize
+    )
     try:
         if fused:
             _fused_lion(params, grads, exp_avgs, **hyper, kahan_comps=kahan_comps, cache=cache)
@@ -713,14 +719,9 @@ def _fused_lion(
         )
     if not params:
         return
-    hyper: dict[str, Any] = {
-        "beta1": beta1,
-        "beta2": beta2,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "caution": caution,
-        "maximize": maximize,
-    }
+    hyper = _hyperparameters(
+        beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, caution=caution, maximize=maximize
+    )
     if kahan_comps is not None and len(kahan_comps) != len(params):
         raise ValueError(f"fused Lion: {len(kahan_comps)} Kahan compensations for {len(params)} parameters")
     with torch.no_grad():
@@ -739,14 +740,12 @@ def _fused_lion(
             return
         device, dtype, m_dtype = uniform
         numels = list(map(Tensor.numel, params))
-        kernel = _get_kernel(device, dtype, caution, m_dtype, kahan_comps is not None)
+        kernel = _get_kernel(device, dtype, caution, m_dtype, kahan)
         limit = kernel.max_numel
         if min(numels) > 1 and max(numels) <= limit:
             kernel.call(params, grads, exp_avgs, numels, kernel.scalars(hyper, dtype, device), kahan_comps)
             if cache is not None and isinstance(kernel, CpuLionKernel):
-                cache._plan = _NativePlan(
-                    list(params), list(exp_avgs), None if not kahan else list(kahan_comps or ()), dtype, m_dtype, numels
-                )
+                cache.keep(params, exp_avgs, kahan_comps, dtype, m_dtype, numels)
             return
         # 0-size tensors have nothing to update; single elements (a size-1 slot would specialise the compiled graph)
         # and tensors past the kernel's limit (the inductor kernel's int32 caution count) take the reference kernel.

@@ -28,6 +28,7 @@ from noether.core.optimizer.lion.reference import (
     _compute_dtype,
     _count,
     _decay_factor,
+    _hyperparameters,
     _is_plain,
     _lr_f64,
     _real,
@@ -105,14 +106,9 @@ def _multi_tensor_lion(
         return
     lr64 = _lr_f64(lr)
     decay = _decay_factor(lr64, weight_decay)
-    hyper: dict[str, Any] = {
-        "beta1": beta1,
-        "beta2": beta2,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "caution": caution,
-        "maximize": maximize,
-    }
+    hyper = _hyperparameters(
+        beta1=beta1, beta2=beta2, lr=lr, weight_decay=weight_decay, caution=caution, maximize=maximize
+    )
     for (device, dtype, m_dtype, kind), (ps, gs, ms, cs) in _group_for_foreach(
         params, grads, exp_avgs, kahan_comps
     ).items():

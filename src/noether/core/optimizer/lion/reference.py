@@ -49,7 +49,7 @@ Details every kernel reproduces:
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import torch
 from torch import Tensor
@@ -64,6 +64,20 @@ _CAUTION_MIN_MEAN = 1e-3
 
 _PLAIN = (Tensor, torch.nn.Parameter)
 """The plain tensor types; anything else (DTensor, other subclasses) never shares a flat or foreach kernel call."""
+
+
+def _hyperparameters(
+    *, beta1: float, beta2: float, lr: LrT, weight_decay: float, caution: bool, maximize: bool
+) -> dict[str, Any]:
+    """The keyword arguments every kernel takes besides its tensors, as one dict that is passed on as ``**hyper``."""
+    return {
+        "beta1": beta1,
+        "beta2": beta2,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "caution": caution,
+        "maximize": maximize,
+    }
 
 
 def _is_plain(t: Tensor) -> bool:
