@@ -7,6 +7,9 @@ compensation), ``bf16+kahan`` (bfloat16 weights and momentum, Kahan-compensated;
 * speed: the median step time of each mode on the ``big`` (few large tensors) and ``many`` (~290 transformer-like
   tensors) workloads, on the default path and with ``fused=True``, as a ratio to the fp32 step on the same number of
   elements, measured interleaved in one process;
+* where a step's time goes (``--split``): on the default path, the C kernel's call alone on the same tensors (pointer
+  arrays prepared once), interleaved with the full steps, so that each step splits into the kernel and the fixed cost
+  of the step around it (reading ``.grad``, the checks that guard the kernel's pointers, torch's step wrapper);
 * memory: bytes per parameter of weights + optimizer state, summed over the tensors each optimizer actually allocated
   after one step, beside AdamW (foreach and fused) and the published figures of other libraries;
 * training quality (``--train``): a small MLP fitted to a fixed random teacher on synthetic data, same seed and
@@ -16,6 +19,7 @@ Usage::
 
     python benchmarks/bench_lowprec.py                       # speed + memory
     python benchmarks/bench_lowprec.py --train --plot docs/images/lowprec_training.png
+    python benchmarks/bench_lowprec.py --split --repeats 100 # the steps split into kernel and fixed cost
     python benchmarks/bench_lowprec.py --quick               # small sizes, a smoke run
 """
 
@@ -32,6 +36,9 @@ import torch
 from torch import Tensor
 
 from noether.core.optimizer import Lion
+from noether.core.optimizer.lion.cpu_kernel import pointers, sizes_array
+from noether.core.optimizer.lion.dispatch import _native_kernel
+from noether.core.optimizer.lion.reference import _hyperparameters
 
 MODES: dict[str, tuple[torch.dtype, dict[str, Any]]] = {
     "fp32": (torch.float32, {}),
@@ -67,16 +74,61 @@ def make_optimizer(shapes: list[tuple[int, ...]], mode: str, fused: bool | None)
     return opt, params
 
 
-def time_modes(shapes: list[tuple[int, ...]], fused: bool | None, repeats: int) -> dict[str, float]:
-    """Median seconds per step of each mode, the modes interleaved so that load changes hit them alike."""
+def kernel_alone(opt: Lion) -> Callable[[], None] | None:
+    """The C kernel's call on ``opt``'s one group, arrays prepared once: its step without the fixed cost around it.
+
+    None where the C kernel cannot be built (then the default path runs the foreach kernel, which has no such split).
+    """
+    (group,) = opt.param_groups
+    params: list[Tensor] = group["params"]
+    states = [opt.state[p] for p in params]
+    comps = [s["kahan_comp"] for s in states] if "kahan_comp" in states[0] else None
+    dtype, m_dtype = params[0].dtype, states[0]["exp_avg"].dtype
+    kernel = _native_kernel(dtype, group["caution"], m_dtype, comps is not None)
+    if kernel is None:
+        return None
+    beta1, beta2 = group["betas"]
+    hyper = _hyperparameters(
+        beta1=beta1,
+        beta2=beta2,
+        lr=group["lr"],
+        weight_decay=group["weight_decay"],
+        caution=group["caution"],
+        maximize=group["maximize"],
+    )
+    scalars = kernel.scalars(hyper, dtype, params[0].device)
+    grads = [p.grad for p in params]
+    ps, gs, ms = pointers(params), pointers(grads), pointers([s["exp_avg"] for s in states])  # type: ignore[arg-type]
+    cs = pointers(comps) if comps is not None else None
+    numels = sizes_array([p.numel() for p in params])
+    return lambda: kernel.call_arrays(len(params), ps, gs, ms, numels, scalars, cs)
+
+
+def time_modes(
+    shapes: list[tuple[int, ...]], fused: bool | None, repeats: int, split: bool = False
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median seconds per step of each mode, the modes interleaved so that load changes hit them alike.
+
+    With ``split``, also the median seconds of each mode's C kernel call alone (:func:`kernel_alone`), interleaved
+    with the steps (the second dict; empty without ``split`` or where the C kernel is unavailable).
+    """
     opts = {mode: make_optimizer(shapes, mode, fused)[0] for mode in MODES}
-    samples: dict[str, list[float]] = {mode: [] for mode in MODES}
-    for _ in range(repeats):
+    runs: dict[str, Callable[[], Any]] = {mode: opt.step for mode, opt in opts.items()}
+    if split:
         for mode, opt in opts.items():
+            alone = kernel_alone(opt)
+            if alone is not None:
+                runs[f"kernel {mode}"] = alone
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
             start = time.perf_counter()
-            opt.step()
-            samples[mode].append(time.perf_counter() - start)
-    return {mode: statistics.median(s) for mode, s in samples.items()}
+            run()
+            samples[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(s) for name, s in samples.items()}
+    steps = {mode: medians[mode] for mode in MODES}
+    alone_medians = {mode: medians[f"kernel {mode}"] for mode in MODES if f"kernel {mode}" in medians}
+    return steps, alone_medians
 
 
 def bytes_per_param(make: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer], dtype: torch.dtype) -> float:
@@ -108,17 +160,34 @@ def memory_table() -> list[str]:
     return ["| optimizer | bytes / param (weights + state) | source |", "|---|---|---|", *rows]
 
 
-def speed_table(quick: bool, repeats: int) -> list[str]:
+def speed_table(quick: bool, repeats: int, split: bool = False) -> list[str]:
     lines = [
         "| workload | path | fp32 ms | bf16 | bf16+kahan | fp32+bf16m |",
         "|---|---|---|---|---|---|",
     ]
+    split_lines = [
+        "| workload | kernel alone: fp32 ms | bf16 | bf16+kahan | fp32+bf16m | rest of the step, ms: fp32 / bf16 /"
+        " bf16+kahan / fp32+bf16m |",
+        "|---|---|---|---|---|---|",
+    ]
+    others = ("bf16", "bf16+kahan", "fp32+bf16m")
     for name, shapes in workloads(quick).items():
         for path, fused in (("default", None), ("fused", True)):
-            medians = time_modes(shapes, fused, repeats)
+            medians, alone = time_modes(shapes, fused, repeats, split=split and fused is None)
             base = medians["fp32"]
-            ratios = " | ".join(f"{medians[m] / base:.2f}x" for m in ("bf16", "bf16+kahan", "fp32+bf16m"))
+            ratios = " | ".join(f"{medians[m] / base:.2f}x" for m in others)
             lines.append(f"| {name} | {path} | {base * 1e3:.2f} | {ratios} |")
+            if len(alone) == len(MODES):
+                kernel_ratios = " | ".join(f"{alone[m] / alone['fp32']:.2f}x" for m in others)
+                rest = " / ".join(f"{(medians[m] - alone[m]) * 1e3:.2f}" for m in MODES)
+                split_lines.append(f"| {name} | {alone['fp32'] * 1e3:.2f} | {kernel_ratios} | {rest} |")
+    if len(split_lines) > 2:
+        lines += [
+            "",
+            "Default path, split: the C kernel's call alone (ratios to fp32's), and the rest of each step",
+            "",
+        ]
+        lines += split_lines
     return lines
 
 
@@ -190,6 +259,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--repeats", type=int, default=15, help="timed steps per mode (median)")
     parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--split", action="store_true", help="also time the C kernel's call alone (default path)")
     parser.add_argument("--train", action="store_true", help="run the training-quality comparison")
     parser.add_argument("--steps", type=int, default=3000, help="training steps per mode")
     parser.add_argument("--plot", default=None, help="write the validation-loss plot (PNG) here")
@@ -199,7 +269,7 @@ def main() -> None:
     print("\n".join(memory_table()))
     if not args.no_speed:
         print("\n## Speed (median step; ratios to the fp32 step on the same elements)\n")
-        print("\n".join(speed_table(args.quick, 3 if args.quick else args.repeats)))
+        print("\n".join(speed_table(args.quick, 3 if args.quick else args.repeats, args.split)))
     if args.train:
         print("\n## Training quality\n")
         print("\n".join(training_report(100 if args.quick else args.steps, args.plot)))

@@ -252,4 +252,4 @@ def test_compiling_is_logged_once_at_info_with_what_why_and_how_long(
     messages = [r.getMessage() for r in caplog.records if r.name == cpu_build.__name__]
     assert len(messages) == 2, messages
     assert "compiling the C kernel (lion.c" in messages[0] and "once per machine" in messages[0]
-    assert re.search(r"compiled the C kernel in \d+\.\d\d s into .*\.so", messages[1])
+    assert re.search(r"compiled the C kernel \(lion\.c\) in \d+\.\d\d s into .*\.so", messages[1])

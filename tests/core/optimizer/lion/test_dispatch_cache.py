@@ -3,7 +3,8 @@
 The default path and ``fused=True`` (whose CPU kernel is the same C kernel) keep it alike.
 
 Every test steps ``Lion`` (default path: the C kernel where it applies) next to the reference kernel on clones and
-asserts the same bits after every step, and counts how often the full decision ran.
+asserts the same bits after every step, and counts how often the full decision ran. Each runs twice: with the Python
+checks of a kept decision, and with the compiled check (:mod:`.step_check`) in front of them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch import Tensor
 
 from noether.core.optimizer import Lion
-from noether.core.optimizer.lion import cpu_build, dispatch
+from noether.core.optimizer.lion import cpu_build, dispatch, step_check
 from noether.core.optimizer.lion.reference import _single_tensor_lion
 
 HYPER = {"lr": 0.01, "betas": (0.9, 0.99), "weight_decay": 0.1}
@@ -27,6 +28,20 @@ def _needs_the_c_kernel() -> None:
         cpu_build._library()
     except cpu_build.CpuKernelBuildError as exc:
         pytest.skip(f"no C kernel here: {exc}")
+
+
+@pytest.fixture(autouse=True, params=["python", "native"])
+def checks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """Which checks a kept decision gets (``NOETHER_LION_STEP_CHECK``); yields the steps the compiled check let run."""
+    monkeypatch.setenv("NOETHER_LION_STEP_CHECK", request.param)
+    if request.param == "native" and step_check.load() is None:
+        pytest.skip("the compiled step check cannot be built here")
+    runs: list[int] = []
+    real = dispatch.KeptStep.run
+    monkeypatch.setattr(dispatch.KeptStep, "run", lambda self, hyper: runs.append(1) or real(self, hyper))
+    yield runs
+    if request.param == "python":
+        assert runs == []
 
 
 @pytest.fixture
@@ -93,7 +108,7 @@ def _grads(params: list[torch.nn.Parameter], seed: int) -> list[Tensor]:
 
 @pytest.mark.parametrize("fused", [None, True], ids=["default", "fused"])
 def test_the_decision_is_taken_once_and_the_bits_stay_those_of_the_reference(
-    decisions: list[int], fused: bool | None
+    decisions: list[int], fused: bool | None, checks: list[int], request: pytest.FixtureRequest
 ) -> None:
     params = _params()
     opt, twin = Lion(params, **HYPER, fused=fused), Twin(params)
@@ -104,6 +119,8 @@ def test_the_decision_is_taken_once_and_the_bits_stay_those_of_the_reference(
         opt.step()
         twin.assert_same(opt, params)
     assert len(decisions) == 1
+    if "native" in request.node.callspec.id:
+        assert len(checks) == 3  # every step after the first ran on the compiled check
 
 
 @pytest.mark.parametrize("fused", [None, True], ids=["default", "fused"])

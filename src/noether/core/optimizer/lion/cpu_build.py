@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["C_DTYPES", "C_PAIRS", "CpuKernelBuildError"]
+__all__ = ["C_DTYPES", "C_PAIRS", "CpuKernelBuildError", "cached_build", "cxx_compiler"]
 
 logger = logging.getLogger(__name__)
 
@@ -158,6 +158,18 @@ def _compiler() -> str:
     raise CpuKernelBuildError("no C compiler found (set CC, or install gcc)")
 
 
+def cxx_compiler() -> str:
+    """The C++ compiler: ``$CXX``, else ``c++``, ``g++`` or ``clang++``.
+
+    Raises:
+        CpuKernelBuildError: None is found.
+    """
+    for candidate in (os.environ.get("CXX"), "c++", "g++", "clang++"):
+        if candidate and shutil.which(candidate):
+            return candidate
+    raise CpuKernelBuildError("no C++ compiler found (set CXX, or install g++)")
+
+
 def _machine_tag() -> str:
     """What a ``-march=native`` binary depends on: the CPU's feature flags (Linux) or its model string."""
     try:
@@ -233,20 +245,50 @@ def _build() -> ctypes.CDLL:
         raise CpuKernelBuildError(f"cannot build or load the C kernel ({exc})") from exc
 
 
-def _build_and_load() -> ctypes.CDLL:
-    cc = _compiler()
-    probe = _run([cc, "--version"], "its version probe")
-    version = probe.stdout
-    source_text = _source()
+def cached_build(
+    name: str,
+    compiler: str,
+    language: str,
+    flags: list[str],
+    source_text: str,
+    what: str,
+    why: str,
+    link: tuple[str, ...] = (),
+) -> Path:
+    """The path of a library compiled from ``source_text``, from the cache or built into it now; private and verified.
+
+    The cache key hashes the source, the flags (``flags`` before the source, ``link`` after it: libraries to link),
+    the compiler and its version, and the CPU's feature flags. ``name`` starts the cached files' names, ``what`` and
+    ``why`` say in the log what is compiled and why (see :func:`_compile`).
+
+    Raises:
+        CpuKernelBuildError: The compiler is missing, fails or times out, or the cache folder is not private.
+        OSError: The cache folder cannot be created or written.
+    """
+    version = _run([compiler, "--version"], "its version probe").stdout
     source_hash = hashlib.sha256(source_text.encode()).hexdigest()
-    key = hashlib.sha256("\0".join([source_hash, " ".join(_FLAGS), cc, version, _machine_tag()]).encode()).hexdigest()
+    key_text = "\0".join([source_hash, " ".join([*flags, *link]), compiler, version, _machine_tag()])
+    key = hashlib.sha256(key_text.encode()).hexdigest()
     directory = _cache_dir()
-    stem = f"lion_cpu_{key[:24]}"
+    stem = f"{name}_{key[:24]}"
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     _check_private(directory, "cache folder")
     library = _cached_library(directory, stem)
     if library is None:
-        library = _compile(cc, source_text, directory, stem)
+        library = _compile(compiler, language, flags, source_text, directory, stem, what, why, link)
+    return library
+
+
+def _build_and_load() -> ctypes.CDLL:
+    library = cached_build(
+        "lion_cpu",
+        _compiler(),
+        "c",
+        _FLAGS,
+        _source(),
+        f"the C kernel ({_SOURCE_FILE})",
+        "for this machine's CPU: once per machine, as the default CPU path and fused=True run it",
+    )
     lib = ctypes.CDLL(str(library))
     pointer = ctypes.c_void_p
     for name in _FUNCTIONS.values():
@@ -327,8 +369,18 @@ def _replace_atomically(path: Path, data: bytes) -> None:
         partial.unlink(missing_ok=True)
 
 
-def _compile(cc: str, source_text: str, directory: Path, stem: str) -> Path:
-    """Compile ``lion.c`` into the cache, store it under its checksum and return its path.
+def _compile(
+    cc: str,
+    language: str,
+    flags: list[str],
+    source_text: str,
+    directory: Path,
+    stem: str,
+    what: str,
+    why: str,
+    link: tuple[str, ...] = (),
+) -> Path:
+    """Compile ``source_text`` into the cache, store it under its checksum and return its path.
 
     The compiler reads the source from stdin and writes to a file of this process. The library is hashed and renamed
     into place under a name holding its hash (so a concurrent build never puts other bytes under that name), then the
@@ -336,17 +388,19 @@ def _compile(cc: str, source_text: str, directory: Path, stem: str) -> Path:
     """
     partial = directory / f"{stem}.{os.getpid()}.{threading.get_ident()}.so"
     logger.info(
-        "Lion: compiling the C kernel (lion.c, %s %s) for this machine's CPU: once per machine, as the default CPU "
-        "path and fused=True run it; later processes load it from %s",
+        "Lion: compiling %s with %s %s %s; later processes load it from %s",
+        what,
         cc,
-        " ".join(_FLAGS),
+        " ".join([*flags, *link]),
+        why,
         directory,
     )
     started = time.perf_counter()
     try:
         # The source comes on stdin: no file name of this process ends up in the library, so every build of one
         # cache key gives the same bytes.
-        result = _run([cc, *_FLAGS, "-x", "c", "-", "-o", str(partial)], "the build", stdin=source_text)
+        command = [cc, *flags, "-x", language, "-", "-o", str(partial), *link]
+        result = _run(command, "the build", stdin=source_text)
         if result.returncode != 0:
             raise CpuKernelBuildError(f"{cc} failed (exit code {result.returncode}): {result.stderr.strip()[-2000:]}")
         data = partial.read_bytes()
@@ -359,7 +413,7 @@ def _compile(cc: str, source_text: str, directory: Path, stem: str) -> Path:
         _replace_atomically(directory / f"{stem}.sha256", f"{digest}\n".encode("ascii"))
     finally:
         partial.unlink(missing_ok=True)
-    logger.info("Lion: compiled the C kernel in %.2f s into %s", time.perf_counter() - started, library)
+    logger.info("Lion: compiled %s in %.2f s into %s", what, time.perf_counter() - started, library)
     return library
 
 

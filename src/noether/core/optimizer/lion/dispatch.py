@@ -40,6 +40,7 @@ from noether.core.optimizer.lion.compiled_kernel import FusedLionCompileError, _
 from noether.core.optimizer.lion.cpu_kernel import C_PAIRS, CpuKernelBuildError, CpuLionKernel, pointers, sizes_array
 from noether.core.optimizer.lion.foreach_kernel import _multi_tensor_lion
 from noether.core.optimizer.lion.reference import _PLAIN, LrT, _hyperparameters, _single_tensor_lion
+from noether.core.optimizer.lion.step_check import holds_function
 from noether.core.optimizer.lion.triton_kernel import TRITON_AVAILABLE, TRITON_DTYPES, TritonLionKernel
 from noether.core.optimizer.lion.validation import (
     KernelChoiceError,
@@ -49,7 +50,7 @@ from noether.core.optimizer.lion.validation import (
     _check_weight_decay,
 )
 
-__all__ = ["DispatchCache", "lion"]
+__all__ = ["DispatchCache", "KeptStep", "lion"]
 
 logger = logging.getLogger(__name__)
 
@@ -239,10 +240,12 @@ class _NativePlan:
         "comps",
         "dtype",
         "exp_avgs",
+        "g_pointers",
         "m_dtype",
         "m_pointers",
         "m_ptrs",
         "nbytes",
+        "nbytes_array",
         "numels",
         "p_pointers",
         "p_ptrs",
@@ -270,6 +273,9 @@ class _NativePlan:
         self.p_pointers, self.m_pointers = array.array("Q", self.p_ptrs), array.array("Q", self.m_ptrs)
         self.c_pointers = array.array("Q", self.c_ptrs) if self.c_ptrs is not None else None
         self.numels = sizes_array(numels)
+        # For the compiled check (KeptStep): the byte sizes it compares, and where it writes the gradients' pointers.
+        self.nbytes_array = array.array("Q", self.nbytes)
+        self.g_pointers = array.array("Q", bytes(8 * len(self.params)))
 
     def same_tensors(self, params: list[Tensor], exp_avgs: list[Tensor], comps: list[Tensor] | None) -> bool:
         """Whether these lists hold, in order, the very tensors the decision was taken for (identity only)."""
@@ -406,6 +412,88 @@ def _step_with_plan(
             len(params), plan.p_pointers, grad_pointers, plan.m_pointers, plan.numels, scalars, plan.c_pointers
         )
     return True
+
+
+class KeptStep:
+    """A group's step on its kept C-kernel decision, checked by the compiled check (:mod:`.step_check`) in one pass.
+
+    :meth:`check` answers whether the decision holds for the group as it is now (the same answer the Python checks of
+    :meth:`DispatchCache.claim` and :func:`_step_with_plan` give, or "no" where unsure); :meth:`run` then runs the
+    kernel those would run, on the same arrays. The optimizer checks every group before it runs any, so an error
+    (found by the Python checks after a "no") is still raised before anything changes.
+    """
+
+    __slots__ = ("_kernel", "_plan")
+
+    def __init__(self, plan: _NativePlan, kernel: CpuLionKernel) -> None:
+        self._plan, self._kernel = plan, kernel
+
+    @staticmethod
+    def find(
+        caches: tuple[DispatchCache, DispatchCache],
+        n_params: int,
+        foreach: bool | None,
+        fused: bool | None,
+        caution: bool,
+    ) -> tuple[KeptStep, bool] | None:
+        """The kept step of a group of ``n_params`` parameters, and whether it has Kahan summation; None if none.
+
+        There is one where exactly one of the group's two decisions (plain, Kahan) is kept, it covers all
+        ``n_params`` parameters, the group's ``foreach`` / ``fused`` select the C kernel (the default path with
+        ``NOETHER_LION_DEFAULT_CPU_KERNEL=c``, or ``fused=True``), that kernel is built, and so is the compiled check
+        (whose build this may start, in the background: see :func:`.step_check.holds_function`).
+        """
+        plain, kahan_cache = caches[0]._plan, caches[1]._plan
+        if (plain is None) == (kahan_cache is None):
+            return None
+        plan, kahan = (plain, False) if plain is not None else (kahan_cache, True)
+        assert plan is not None  # for mypy: exactly one is
+        if len(plan.params) != n_params or holds_function(n_params) is None:
+            return None
+        if fused:
+            kernel = _c_kernel(plan.dtype, caution, plan.m_dtype, kahan)
+        elif foreach is None and fused is None and _DEFAULT_CPU_KERNEL == "c":
+            kernel = _native_kernel(plan.dtype, caution, plan.m_dtype, kahan)
+        else:
+            return None
+        return (KeptStep(plan, kernel), kahan) if kernel is not None else None
+
+    @property
+    def dtypes(self) -> tuple[torch.dtype, torch.dtype]:
+        """The parameters' and momenta's dtype of the decision."""
+        return self._plan.dtype, self._plan.m_dtype
+
+    def check(self, params: list[Tensor], keys: list[Tensor], values: list[Any], offset: int) -> bool:
+        """Whether the decision holds for the group's ``params`` (then the gradients' pointers are ready to run).
+
+        Their states are ``values[offset:]`` of the state dict's snapshot ``keys`` / ``values``, taken this step.
+        """
+        holds = holds_function(len(params))
+        plan = self._plan
+        return holds is not None and holds(
+            params,
+            keys,
+            values,
+            offset,
+            plan.params,
+            plan.exp_avgs,
+            plan.comps,
+            plan.p_pointers.buffer_info()[0],
+            plan.m_pointers.buffer_info()[0],
+            plan.c_pointers.buffer_info()[0] if plan.c_pointers is not None else 0,
+            plan.nbytes_array.buffer_info()[0],
+            plan.dtype,
+            plan.g_pointers.buffer_info()[0],
+            _PLAIN,
+        )
+
+    def run(self, hyper: dict[str, Any]) -> None:
+        """One step of the kernel on the group, after :meth:`check` said the decision holds."""
+        plan, kernel = self._plan, self._kernel
+        scalars = kernel.scalars(hyper, plan.dtype, torch.device("cpu"))
+        kernel.call_arrays(
+            len(plan.params), plan.p_pointers, plan.g_pointers, plan.m_pointers, plan.numels, scalars, plan.c_pointers
+        )
 
 
 def _native_cpu_lion(

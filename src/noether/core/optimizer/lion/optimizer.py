@@ -16,8 +16,8 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
-from noether.core.optimizer.lion.dispatch import DispatchCache, _dispatch
-from noether.core.optimizer.lion.reference import LrT
+from noether.core.optimizer.lion.dispatch import DispatchCache, KeptStep, _dispatch
+from noether.core.optimizer.lion.reference import LrT, _hyperparameters
 from noether.core.optimizer.lion.state_checks import check_state_dict
 from noether.core.optimizer.lion.validation import (
     _LOW_PRECISION,
@@ -81,6 +81,17 @@ class _StateOrder:
         return list(map(self.state.__getitem__, params))
 
 
+def _routes(dtypes: tuple[torch.dtype, torch.dtype], kahan: bool, kahan_sum: bool | None, momentum_dtype: Any) -> bool:
+    """Whether a group's options send parameters of a kept decision's ``dtypes`` (parameter, momentum) to it.
+
+    Compensation exactly where ``kahan_sum`` (or, if None, the parameters' dtype) asks for it, momenta in the dtype
+    ``momentum_dtype`` (a dtype, or None: the parameters') asks for.
+    """
+    dtype, m_dtype = dtypes
+    wants_kahan = kahan_sum if kahan_sum is not None else dtype in _LOW_PRECISION
+    return kahan == wants_kahan and m_dtype is (dtype if momentum_dtype is None else momentum_dtype)
+
+
 def _claim_cached(
     caches: tuple[DispatchCache, DispatchCache],
     params: list[Tensor],
@@ -98,11 +109,7 @@ def _claim_cached(
     """
     for kahan, cache in enumerate(caches):
         dtypes = cache.dtypes
-        if dtypes is None:
-            continue
-        dtype, m_dtype = dtypes
-        wants_kahan = kahan_sum if kahan_sum is not None else dtype in _LOW_PRECISION
-        if bool(kahan) != wants_kahan or m_dtype is not (dtype if momentum_dtype is None else momentum_dtype):
+        if dtypes is None or not _routes(dtypes, bool(kahan), kahan_sum, momentum_dtype):
             continue
         # .get: a state dict replaced by hand may lack a key; its None then fails the identity check.
         exp_avgs = list(map(_GET_EXP_AVG, states))
@@ -462,6 +469,49 @@ class Lion(Optimizer):
             grads.append(p.grad)
             exp_avgs.append(exp_avg)
 
+    def _step_kept(self) -> bool:
+        """Step every group on its kept C-kernel decision if the compiled check says each holds; else change nothing.
+
+        The fast way through an eager step on CPU (see :mod:`.step_check`): per group, one compiled pass checks what
+        the kept decision relies on, instead of the Python checks of :meth:`_init_group` and the dispatcher. Every
+        group is checked, and its options validated, before any group runs: on any "no" nothing has changed and
+        :meth:`step` takes its full path, which raises what it finds or decides again. The kernel and its arguments
+        are the ones that path would use, so the bits are the same.
+        """
+        kept_steps: list[tuple[dict[str, Any], KeptStep]] = []
+        keys: list[Tensor] | None = None
+        values: list[Any] = []
+        offset = 0
+        for index, (group, caches) in enumerate(zip(self.param_groups, self._group_caches(), strict=False)):
+            params = group["params"]
+            found = KeptStep.find(caches, len(params), group["foreach"], group["fused"], group["caution"])
+            if found is None:
+                return False
+            kept, kahan = found
+            _check_group_options(group, f" (param group {index})")
+            if not _routes(kept.dtypes, kahan, group["kahan_sum"], _momentum_dtype(group["momentum_dtype"])):
+                return False
+            if keys is None:  # after a group's first step, its parameters are one run of the state dict's keys
+                keys, values = list(self.state), list(self.state.values())
+            if not kept.check(params, keys, values, offset):
+                return False
+            kept_steps.append((group, kept))
+            offset += len(params)
+        for index, group in enumerate(self.param_groups):
+            self._warn_if_decay_flips(group, index)
+        for group, kept in kept_steps:
+            beta1, beta2 = group["betas"]
+            hyper = _hyperparameters(
+                beta1=beta1,
+                beta2=beta2,
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+                caution=group["caution"],
+                maximize=group["maximize"],
+            )
+            kept.run(hyper)
+        return True
+
     def _group_caches(self) -> list[tuple[DispatchCache, DispatchCache]]:
         """Per group, the dispatch decisions of its parameters without and with Kahan summation."""
         caches = self._dispatch_caches
@@ -487,8 +537,10 @@ class Lion(Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        # Validate everything first, so an error leaves params and state untouched.
         compiling = torch.compiler.is_compiling()
+        if not compiling and self._step_kept():
+            return loss
+        # Validate everything first, so an error leaves params and state untouched.
         # Each group's .grad list, read once here and handed to _init_group (an eager step only).
         all_grads: list[list[Tensor | None] | None] = [None] * len(self.param_groups)
         for index, group in enumerate(self.param_groups):
