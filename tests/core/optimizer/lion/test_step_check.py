@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -349,3 +350,47 @@ print("ran" if runs else "never ran")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=180)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ran"
+
+
+def test_a_build_still_running_at_exit_is_killed_and_leaves_no_partial_file(tmp_path: Any) -> None:
+    """A short script that starts the background build must not leave an orphan compiler or a half-written file."""
+    pid_file = tmp_path / "compiler.pid"
+    compiler = tmp_path / "slow-c++"
+    compiler.write_text(
+        f'#!/bin/sh\nif [ "$1" = "--version" ]; then echo slow 1.0; exit 0; fi\necho $$ > {pid_file}\n'
+        'for a in "$@"; do case "$prev" in -o) : > "$a";; esac; prev="$a"; done\nsleep 60\n'
+    )
+    compiler.chmod(0o755)
+    script = f"""
+import time
+from noether.core.optimizer.lion import step_check
+step_check.holds_function(10_000)  # starts the build in the background
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        if open({str(pid_file)!r}).read().strip():
+            break
+    except FileNotFoundError:
+        pass
+    time.sleep(0.05)
+else:
+    raise SystemExit("the compiler never started")
+"""
+    cache = tmp_path / "cache"
+    env = {**os.environ, "CXX": str(compiler), "NOETHER_CACHE_DIR": str(cache), "NOETHER_LION_STEP_CHECK": "native"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    assert not _alive(pid), "the compiler outlived the process that started it"
+    assert [f.name for f in cache.iterdir() if f.suffix == ".so"] == []  # its partial output removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

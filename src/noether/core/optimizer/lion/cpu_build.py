@@ -25,6 +25,7 @@ The cache cannot crash or hang a run:
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import hashlib
 import logging
@@ -125,6 +126,7 @@ def _run(command: list[str], what: str, stdin: str | None = None) -> subprocess.
         )
     except OSError as exc:
         raise CpuKernelBuildError(f"cannot run the C compiler for {what}: {exc}") from exc
+    _RUNNING.add(process)
     try:
         stdout, stderr = process.communicate(stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -133,7 +135,35 @@ def _run(command: list[str], what: str, stdin: str | None = None) -> subprocess.
             f"the C compiler did not finish {what} within {timeout:g} s (`{' '.join(command[:1])}` hangs?); set "
             "NOETHER_CC_TIMEOUT to allow longer"
         ) from None
+    finally:
+        _RUNNING.discard(process)
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+_RUNNING: set[subprocess.Popen[str]] = set()
+"""Compiler calls under way (a build in a background thread may still run when the interpreter exits)."""
+
+_PARTIALS: set[Path] = set()
+"""Files of this process's builds not yet renamed into place."""
+
+
+@atexit.register
+def _stop_builds() -> None:
+    """At exit, kill compiler calls still running and remove their partial files.
+
+    A build in a daemon thread (:mod:`.step_check`) is not waited for at exit; without this its compiler would go on as
+    an orphan and leave a partial file in the cache.
+    """
+    for process in list(_RUNNING):
+        try:  # the group only: the thread waiting on the process sees it end (joining it here could block)
+            if hasattr(os, "killpg"):
+                os.killpg(process.pid, signal.SIGKILL)
+            else:  # pragma: no cover - Windows
+                process.kill()
+        except (ProcessLookupError, PermissionError):
+            pass
+    for partial in list(_PARTIALS):
+        partial.unlink(missing_ok=True)
 
 
 def _kill(process: subprocess.Popen[str]) -> None:
@@ -387,6 +417,7 @@ def _compile(
     checksum record is renamed into place. Nothing half-written ever carries a final name.
     """
     partial = directory / f"{stem}.{os.getpid()}.{threading.get_ident()}.so"
+    _PARTIALS.add(partial)
     logger.info(
         "Lion: compiling %s with %s %s %s; later processes load it from %s",
         what,
@@ -413,6 +444,7 @@ def _compile(
         _replace_atomically(directory / f"{stem}.sha256", f"{digest}\n".encode("ascii"))
     finally:
         partial.unlink(missing_ok=True)
+        _PARTIALS.discard(partial)
     logger.info("Lion: compiled %s in %.2f s into %s", what, time.perf_counter() - started, library)
     return library
 
