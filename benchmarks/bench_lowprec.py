@@ -101,7 +101,12 @@ def kernel_alone(opt: Lion) -> Callable[[], None] | None:
     ps, gs, ms = pointers(params), pointers(grads), pointers([s["exp_avg"] for s in states])  # type: ignore[arg-type]
     cs = pointers(comps) if comps is not None else None
     numels = sizes_array([p.numel() for p in params])
-    return lambda: kernel.call_arrays(len(params), ps, gs, ms, numels, scalars, cs)
+
+    def run() -> None:
+        # The pointers are raw: the closure holds the optimizer, so that its tensors outlive every call.
+        kernel.call_arrays(len(opt.param_groups[0]["params"]), ps, gs, ms, numels, scalars, cs)
+
+    return run
 
 
 def time_modes(
