@@ -38,7 +38,7 @@ from torch import Tensor
 from noether.core.optimizer import Lion
 from noether.core.optimizer.lion.cpu_kernel import pointers, sizes_array
 from noether.core.optimizer.lion.dispatch import _native_kernel
-from noether.core.optimizer.lion.reference import _hyperparameters
+from noether.core.optimizer.lion.reference import _group_hyperparameters
 
 MODES: dict[str, tuple[torch.dtype, dict[str, Any]]] = {
     "fp32": (torch.float32, {}),
@@ -87,16 +87,7 @@ def kernel_alone(opt: Lion) -> Callable[[], None] | None:
     kernel = _native_kernel(dtype, group["caution"], m_dtype, comps is not None)
     if kernel is None:
         return None
-    beta1, beta2 = group["betas"]
-    hyper = _hyperparameters(
-        beta1=beta1,
-        beta2=beta2,
-        lr=group["lr"],
-        weight_decay=group["weight_decay"],
-        caution=group["caution"],
-        maximize=group["maximize"],
-    )
-    scalars = kernel.scalars(hyper, dtype, params[0].device)
+    scalars = kernel.scalars(_group_hyperparameters(group), dtype, params[0].device)
     grads = [p.grad for p in params]
     ps, gs, ms = pointers(params), pointers(grads), pointers([s["exp_avg"] for s in states])  # type: ignore[arg-type]
     cs = pointers(comps) if comps is not None else None

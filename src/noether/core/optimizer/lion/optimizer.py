@@ -17,7 +17,7 @@ from torch.optim.optimizer import Optimizer, ParamsT
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 
 from noether.core.optimizer.lion.dispatch import DispatchCache, KeptStep, _dispatch
-from noether.core.optimizer.lion.reference import LrT, _hyperparameters
+from noether.core.optimizer.lion.reference import LrT, _group_hyperparameters
 from noether.core.optimizer.lion.state_checks import check_state_dict
 from noether.core.optimizer.lion.validation import (
     _LOW_PRECISION,
@@ -500,16 +500,7 @@ class Lion(Optimizer):
         for index, group in enumerate(self.param_groups):
             self._warn_if_decay_flips(group, index)
         for group, kept in kept_steps:
-            beta1, beta2 = group["betas"]
-            hyper = _hyperparameters(
-                beta1=beta1,
-                beta2=beta2,
-                lr=group["lr"],
-                weight_decay=group["weight_decay"],
-                caution=group["caution"],
-                maximize=group["maximize"],
-            )
-            kept.run(hyper)
+            kept.run(_group_hyperparameters(group))
         return True
 
     def _group_caches(self) -> list[tuple[DispatchCache, DispatchCache]]:
@@ -584,17 +575,7 @@ class Lion(Optimizer):
                 state_order,
                 caches,
             )
-            beta1, beta2 = group["betas"]
-            hyper: dict[str, Any] = {
-                "maximize": group["maximize"],
-                "foreach": group["foreach"],
-                "beta1": beta1,
-                "beta2": beta2,
-                "lr": group["lr"],
-                "weight_decay": group["weight_decay"],
-                "caution": group["caution"],
-                "fused": group["fused"],
-            }
+            hyper = {**_group_hyperparameters(group), "foreach": group["foreach"], "fused": group["fused"]}
             # Validated above for every group at once; the functional lion() would check it all again.
             plain_cache, kahan_cache = caches if caches is not None else (None, None)
             if params or not kahan_params:

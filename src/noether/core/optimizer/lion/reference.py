@@ -80,6 +80,19 @@ def _hyperparameters(
     }
 
 
+def _group_hyperparameters(group: dict[str, Any]) -> dict[str, Any]:
+    """:func:`_hyperparameters` of a parameter group of ``Lion`` (``betas`` split into ``beta1``, ``beta2``)."""
+    beta1, beta2 = group["betas"]
+    return _hyperparameters(
+        beta1=beta1,
+        beta2=beta2,
+        lr=group["lr"],
+        weight_decay=group["weight_decay"],
+        caution=group["caution"],
+        maximize=group["maximize"],
+    )
+
+
 def _is_plain(t: Tensor) -> bool:
     return type(t) in _PLAIN
 
