@@ -155,7 +155,9 @@ def test_bfloat16_stores_give_the_reference_bits_for_every_kind_of_value(
     except CpuKernelBuildError as exc:
         pytest.skip(f"this compiler cannot build it so: {exc}")
     gen = torch.Generator().manual_seed(3)
-    sizes = [16 * 9 + 7, 48]  # vectors and a tail; whole vectors only
+    # Blocks of 32 (the bfloat16 pair's widest vector step), one of 16 and a ragged tail; and 32 + 16. Each special
+    # case below fills blocks of 32 of its own, so that no other value sends its block to the scalar code.
+    sizes = [32 * 8 + 16 + 7, 48]
     ps = [_special_inputs(n, dtype, gen) for n in sizes]
     gs = [_special_inputs(n, dtype, gen) for n in sizes]
     # tiny momenta: their lerp with tiny gradients gives subnormal momenta to store
@@ -164,18 +166,18 @@ def test_bfloat16_stores_give_the_reference_bits_for_every_kind_of_value(
         g[32:48] = (torch.arange(16) - 8) * 2.0**-131
         m[:32] = torch.randn(32, generator=gen).to(m.dtype)  # ordinary momenta: g - m is inexact in float32
     cs = [torch.randn(n, generator=gen).to(dtype) * 2.0**-10 for n in sizes] if kahan else None
-    # Two vectors with no direction (zero gradient and momentum): subnormal parameters stay subnormal after decay;
-    # the smallest normal ones, in a vector of their own, leave a subnormal rounding error (compensation) behind.
-    ps[0][64:80] = (torch.arange(16) - 8).to(dtype) * 2.0**-130
-    ps[0][80:96] = (torch.arange(16) + 8).to(dtype) * 2.0**-126
-    gs[0][64:96], ms[0][64:96] = 0, 0
+    # Two blocks with no direction (zero gradient and momentum): subnormal parameters stay subnormal after decay;
+    # the smallest normal ones, in a block of their own, leave a subnormal rounding error (compensation) behind.
+    ps[0][64:96] = (torch.arange(32) % 16 - 8).to(dtype) * 2.0**-130
+    ps[0][96:128] = (torch.arange(32) % 16 + 8).to(dtype) * 2.0**-126
+    gs[0][64:128], ms[0][64:128] = 0, 0
     if cs is not None:
-        cs[0][64:96] = 0
+        cs[0][64:128] = 0
     # Parameters at -0 with a negative direction and a positive gradient: caution drops that step, and -1 * 0 = -0
     # then turns -0 into +0 (x - (-0)); without caution the step is taken.
-    ps[0][112:128], ms[0][112:128], gs[0][112:128] = -0.0, -1.0, 2.0**-10
+    ps[0][128:160], ms[0][128:160], gs[0][128:160] = -0.0, -1.0, 2.0**-10
     if cs is not None:
-        cs[0][112:128] = 0
+        cs[0][128:160] = 0
     want = [[t.clone() for t in ts] for ts in (ps, gs, ms)]
     want_cs = [c.clone() for c in cs] if cs is not None else None
     hyper = {"beta1": betas[0], "beta2": betas[1], "lr": 0.01, "weight_decay": 0.1}

@@ -1,4 +1,4 @@
-"""Build, cache and load the C library behind :mod:`.cpu_kernel` (once per machine, in well under a second).
+"""Build, cache and load the compiled libraries: the C kernel behind :mod:`.cpu_kernel` and :mod:`.step_check`.
 
 The source is ``lion.c`` beside this module (package data). The library is compiled with the system C compiler
 (``$CC``, else ``cc``, ``gcc`` or ``clang``) and cached under :func:`_cache_dir`, keyed by a hash of ``lion.c``, the
@@ -82,7 +82,7 @@ _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-ffp-contract
 
 
 _DEFAULT_TIMEOUT_S = 120.0
-"""How long one compiler call may take before it counts as a failed build (a build takes about a second)."""
+"""How long one compiler call may take before it counts as a failed build (a build takes about 8-15 s of one core)."""
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 

@@ -28,8 +28,9 @@ between threads is counted first (each thread its half), then updated; a small t
 thread while it is still in that core's cache.
 
 Why C and not inductor on CPU: the inductor kernel (:mod:`.compiled_kernel`) compiles for about 10 s and gives each
-tensor's caution count a parallel region of its own; this function compiles in well under a second, and its
-caution path costs little more than the plain one on a model of many small tensors. It is checked against the
+tensor's caution count a parallel region of its own; this library compiles once per machine (about 8 s, every
+dtype pair and flag combination at once), and its caution path costs little more than the plain one on a model of
+many small tensors. It is checked against the
 single-tensor kernel on exact data for every dtype right after loading.
 """
 
