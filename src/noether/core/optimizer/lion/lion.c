@@ -86,6 +86,26 @@ INLINE __m512i vpack(__m512 even, __m512 odd, __m512i order) {
     __m512i r; memcpy(&r, &h, sizeof r);
     return _mm512_permutexvar_epi16(order, r);
 }
+/* One step on 16 floats, the operations of NAME##_element in its order: gv (maximize applied), mv and *x = p (+ k)
+ * in; returns the new momentum and leaves the new parameter, before its rounding, in *x. u * step is exact, so it is
+ * selected (step, -step, or a zero of u's sign: under caution a dropped direction keeps it, -1 * 0 is -0) rather
+ * than multiplied. s1, s2: which branch of each lerp (see NAME##_lerp). */
+INLINE __m512 vstep(__m512 gv, __m512 mv, __m512* x, __m512 vdec, __m512 vw1, __m512 vw1m, __m512 vw2, __m512 vw2m,
+                    __m512 vst, const int caution, const int s1, const int s2) {
+    const __m512 zero = _mm512_setzero_ps(), nzero = _mm512_set1_ps(-0.0f), vnst = vneg(vst);
+    __m512 diff = _mm512_sub_ps(gv, mv);
+    __m512 d = s1 ? _mm512_fmadd_ps(vw1, diff, mv) : _mm512_fnmadd_ps(diff, vw1m, gv);
+    __mmask16 pos = _mm512_cmp_ps_mask(d, zero, _CMP_GT_OQ), neg = _mm512_cmp_ps_mask(d, zero, _CMP_LT_OQ);
+    if (caution) {
+        __mmask16 gpos = _mm512_cmp_ps_mask(gv, zero, _CMP_GT_OQ), gneg = _mm512_cmp_ps_mask(gv, zero, _CMP_LT_OQ);
+        __m512 us = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(neg, nzero), neg & gneg, vnst);
+        d = _mm512_mask_mov_ps(us, pos & gpos, vst);
+    } else {
+        d = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(neg, vnst), pos, vst);
+    }
+    *x = _mm512_sub_ps(_mm512_mul_ps(*x, vdec), d);
+    return s2 ? _mm512_fmadd_ps(vw2, diff, mv) : _mm512_fnmadd_ps(diff, vw2m, gv);
+}
 static const uint16_t BF16_INTERLEAVE[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
                                              8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
 #else
@@ -139,8 +159,8 @@ INLINE void NAME##_one(SP* restrict p, const SP* restrict g, SM* restrict m, SP*
 }
 
 /* Elements lo, lo + 16, ... in vectors of 16 while whole ones remain (PB16, MB16: parameters, momenta stored as
- * bfloat16); returns where the scalar code takes over. The same operations in the same order as NAME##_element:
- * u * step is exact, so it is selected (step, -step, or a zero of u's sign) rather than multiplied. */
+ * bfloat16; both: blocks of 32 first, see vwiden_even); returns where the scalar code takes over. Each vector's step
+ * is vstep, the operations of NAME##_element in the same order. */
 #define DEFINE_LION_VEC(NAME, SP, SM, PB16, MB16)                                                              \
 static inline __attribute__((always_inline)) int64_t NAME##_update_vec(                                        \
         SP* restrict p, const SP* restrict g, SM* restrict m, SP* restrict k, int64_t lo, int64_t hi, float decay,\
@@ -148,7 +168,7 @@ static inline __attribute__((always_inline)) int64_t NAME##_update_vec(         
         const int kahan, const int s1, const int s2) {                                                         \
     const __m512 vdec = _mm512_set1_ps(decay), vw1 = _mm512_set1_ps(w1), vw1m = _mm512_set1_ps(w1m);           \
     const __m512 vw2 = _mm512_set1_ps(w2), vw2m = _mm512_set1_ps(w2m), vst = _mm512_set1_ps(step);             \
-    const __m512 vnst = _mm512_set1_ps(-step), zero = _mm512_setzero_ps(), nzero = _mm512_set1_ps(-0.0f);      \
+    const __m512 zero = _mm512_setzero_ps();                                                                   \
     int64_t i = lo;                                                                                            \
     if (PB16 && MB16) { /* 32 at a time, the two halves of each lane apart (see vwiden_even) */                \
         const __m512i order = _mm512_loadu_si512((const void*)BF16_INTERLEAVE);                                \
@@ -162,21 +182,9 @@ static inline __attribute__((always_inline)) int64_t NAME##_update_vec(         
                 __m512 gv = half ? vwiden_odd(G) : vwiden_even(G);                                             \
                 if (maximize) gv = vneg(gv);                                                                   \
                 __m512 mv = half ? vwiden_odd(M) : vwiden_even(M);                                             \
-                __m512 diff = _mm512_sub_ps(gv, mv);                                                           \
-                __m512 d = s1 ? _mm512_fmadd_ps(vw1, diff, mv) : _mm512_fnmadd_ps(diff, vw1m, gv);             \
-                __mmask16 pos = _mm512_cmp_ps_mask(d, zero, _CMP_GT_OQ), neg = _mm512_cmp_ps_mask(d, zero, _CMP_LT_OQ);\
-                if (caution) {                                                                                 \
-                    __mmask16 gpos = _mm512_cmp_ps_mask(gv, zero, _CMP_GT_OQ);                                 \
-                    __mmask16 gneg = _mm512_cmp_ps_mask(gv, zero, _CMP_LT_OQ);                                 \
-                    __m512 us = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(neg, nzero), neg & gneg, vnst);         \
-                    d = _mm512_mask_mov_ps(us, pos & gpos, vst);                                               \
-                } else {                                                                                       \
-                    d = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(neg, vnst), pos, vst);                          \
-                }                                                                                              \
                 __m512 x = half ? vwiden_odd(P) : vwiden_even(P);                                              \
                 if (kahan) x = _mm512_add_ps(x, half ? vwiden_odd(K) : vwiden_even(K));                        \
-                x = _mm512_sub_ps(_mm512_mul_ps(x, vdec), d);                                                  \
-                __m512 mn = s2 ? _mm512_fmadd_ps(vw2, diff, mv) : _mm512_fnmadd_ps(diff, vw2m, gv);            \
+                __m512 mn = vstep(gv, mv, &x, vdec, vw1, vw1m, vw2, vw2m, vst, caution, s1, s2);               \
                 odd |= vodd(x) | vodd(mn);                                                                     \
                 if (kahan) { rs[half] = _mm512_sub_ps(x, vrounded(x)); odd |= vodd(rs[half]); }                \
                 xs[half] = x;                                                                                  \
@@ -196,21 +204,9 @@ static inline __attribute__((always_inline)) int64_t NAME##_update_vec(         
         __m512 gv = vload(g + i, PB16);                                                                        \
         if (maximize) gv = vneg(gv);                                                                           \
         __m512 mv = vload(m + i, MB16);                                                                        \
-        __m512 diff = _mm512_sub_ps(gv, mv);                                                                   \
-        __m512 d = s1 ? _mm512_fmadd_ps(vw1, diff, mv) : _mm512_fnmadd_ps(diff, vw1m, gv);                     \
-        __mmask16 pos = _mm512_cmp_ps_mask(d, zero, _CMP_GT_OQ), neg = _mm512_cmp_ps_mask(d, zero, _CMP_LT_OQ);\
-        if (caution) { /* a dropped direction keeps u's sign: -1 * 0 is -0 */                                  \
-            __mmask16 gpos = _mm512_cmp_ps_mask(gv, zero, _CMP_GT_OQ);                                         \
-            __mmask16 gneg = _mm512_cmp_ps_mask(gv, zero, _CMP_LT_OQ);                                         \
-            __m512 us = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(neg, nzero), neg & gneg, vnst);                 \
-            d = _mm512_mask_mov_ps(us, pos & gpos, vst);                                                       \
-        } else {                                                                                               \
-            d = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(neg, vnst), pos, vst);                                  \
-        }                                                                                                      \
         __m512 x = vload(p + i, PB16);                                                                         \
         if (kahan) x = _mm512_add_ps(x, vload(k + i, PB16));                                                   \
-        x = _mm512_sub_ps(_mm512_mul_ps(x, vdec), d);                                                          \
-        __m512 mn = s2 ? _mm512_fmadd_ps(vw2, diff, mv) : _mm512_fnmadd_ps(diff, vw2m, gv);                    \
+        __m512 mn = vstep(gv, mv, &x, vdec, vw1, vw1m, vw2, vw2m, vst, caution, s1, s2);                       \
         __mmask16 odd = 0;                                                                                     \
         __m256i ph = _mm256_setzero_si256(), kh = ph, mh = ph;                                                 \
         __m512 rest = zero;                                                                                    \
