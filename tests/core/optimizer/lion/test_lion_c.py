@@ -153,6 +153,8 @@ def test_bfloat16_stores_give_the_reference_bits_for_every_kind_of_value(
     try:
         kernel = CpuLionKernel(dtype, caution, m_dtype, kahan)
     except CpuKernelBuildError as exc:
+        if "self-check" in str(exc):  # it built, and computes wrong bits: that is this test's failure, not a skip
+            raise
         pytest.skip(f"this compiler cannot build it so: {exc}")
     gen = torch.Generator().manual_seed(3)
     # Blocks of 32 (the bfloat16 pair's widest vector step), one of 16 and a ragged tail; and 32 + 16. Each special
