@@ -6,7 +6,7 @@ lists it: identity, data pointers, byte sizes, layouts, dtypes, types). In Pytho
 tensors, each reading every tensor's metadata through torch's Python bindings: about 2.5 us per parameter once
 the update has pushed that metadata out of the CPU caches, 0.6-0.9 ms of a 2.4 ms step on 292 tensors, the same in
 every precision mode, so it caps how much a 16-bit step can save. ``step_check.cpp`` runs the same checks in one
-pass of compiled code (0.1-0.3 ms there).
+pass of compiled code (0.02 ms there with the metadata in the caches, 0.12 ms without).
 
 It is an accelerator, never a second source of truth: it answers "holds" only where the Python checks would, anything
 else (including every error case) is "does not hold", and then the optimizer runs its Python checks, which raise the
