@@ -19,13 +19,13 @@ compute type ``C`` (float, or double for float64; ``load`` widens exactly)::
     m  := round_m(lerp(m, g, w2))             w2 = 1 - beta2
 
 ``round`` is to the stored dtype (a no-op for float32 and float64; round to nearest even for bfloat16), once per
-stored value. On CPUs with AVX512-BF16 the steps that store bfloat16 run 16 elements at a time in intrinsics that
-round with the CPU's own conversion; a vector with a subnormal or a NaN to store, which that instruction does not
-round like c10 (it reads subnormals as zero and keeps NaN payloads), is redone by the scalar code before anything of
-it is stored. The source is compiled with ``-ffp-contract=off`` so that the only fused multiply-adds
-are the explicit ``fma`` calls of the lerp, as in ATen's vectorised CPU kernels. With ``caution``, a tensor split
-between threads is counted first (each thread its half), then updated; a small tensor is counted and updated by one
-thread while it is still in that core's cache.
+stored value. On CPUs with AVX512-BF16 the steps that store bfloat16 run 16 elements at a time (32 for bfloat16
+weights with bfloat16 momenta) in intrinsics that round with the CPU's own conversion; a vector with a subnormal or a
+NaN to store, which that instruction does not round like c10 (it reads subnormals as zero and keeps NaN payloads),
+is redone by the scalar code before anything of it is stored. The source is compiled with ``-ffp-contract=off`` so
+that the only fused multiply-adds are the explicit ``fma`` calls of the lerp, as in ATen's vectorised CPU kernels.
+With ``caution``, a tensor split between threads is counted first (each thread its half), then updated; a small
+tensor is counted and updated by one thread while it is still in that core's cache.
 
 Why C and not inductor on CPU: the inductor kernel (:mod:`.compiled_kernel`) compiles for about 10 s and gives each
 tensor's caution count a parallel region of its own; this library compiles once per machine (about 8 s, every

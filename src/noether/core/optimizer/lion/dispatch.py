@@ -40,7 +40,7 @@ from noether.core.optimizer.lion.compiled_kernel import FusedLionCompileError, _
 from noether.core.optimizer.lion.cpu_kernel import C_PAIRS, CpuKernelBuildError, CpuLionKernel, pointers, sizes_array
 from noether.core.optimizer.lion.foreach_kernel import _multi_tensor_lion
 from noether.core.optimizer.lion.reference import _PLAIN, LrT, _hyperparameters, _single_tensor_lion
-from noether.core.optimizer.lion.step_check import holds_function
+from noether.core.optimizer.lion.step_check import HoldsFunction, holds_function
 from noether.core.optimizer.lion.triton_kernel import TRITON_AVAILABLE, TRITON_DTYPES, TritonLionKernel
 from noether.core.optimizer.lion.validation import (
     KernelChoiceError,
@@ -423,10 +423,10 @@ class KeptStep:
     (found by the Python checks after a "no") is still raised before anything changes.
     """
 
-    __slots__ = ("_kernel", "_plan")
+    __slots__ = ("_holds", "_kernel", "_plan")
 
-    def __init__(self, plan: _NativePlan, kernel: CpuLionKernel) -> None:
-        self._plan, self._kernel = plan, kernel
+    def __init__(self, plan: _NativePlan, kernel: CpuLionKernel, holds: HoldsFunction) -> None:
+        self._plan, self._kernel, self._holds = plan, kernel, holds
 
     @staticmethod
     def find(
@@ -448,7 +448,8 @@ class KeptStep:
             return None
         plan, kahan = (plain, False) if plain is not None else (kahan_cache, True)
         assert plan is not None  # for mypy: exactly one is
-        if len(plan.params) != n_params or holds_function(n_params) is None:
+        holds = holds_function(n_params) if len(plan.params) == n_params else None
+        if holds is None:
             return None
         if fused:
             kernel = _c_kernel(plan.dtype, caution, plan.m_dtype, kahan)
@@ -456,7 +457,7 @@ class KeptStep:
             kernel = _native_kernel(plan.dtype, caution, plan.m_dtype, kahan)
         else:
             return None
-        return (KeptStep(plan, kernel), kahan) if kernel is not None else None
+        return (KeptStep(plan, kernel, holds), kahan) if kernel is not None else None
 
     @property
     def dtypes(self) -> tuple[torch.dtype, torch.dtype]:
@@ -468,9 +469,8 @@ class KeptStep:
 
         Their states are ``values[offset:]`` of the state dict's snapshot ``keys`` / ``values``, taken this step.
         """
-        holds = holds_function(len(params))
         plan = self._plan
-        return holds is not None and holds(
+        return self._holds(
             params,
             keys,
             values,
@@ -490,7 +490,7 @@ class KeptStep:
     def run(self, hyper: dict[str, Any]) -> None:
         """One step of the kernel on the group, after :meth:`check` said the decision holds."""
         plan, kernel = self._plan, self._kernel
-        scalars = kernel.scalars(hyper, plan.dtype, torch.device("cpu"))
+        scalars = kernel.scalars(hyper, plan.dtype, _CPU)
         kernel.call_arrays(
             len(plan.params), plan.p_pointers, plan.g_pointers, plan.m_pointers, plan.numels, scalars, plan.c_pointers
         )
@@ -631,6 +631,7 @@ def _uniform_contiguous(
 
 
 _PLAIN_SET = frozenset(_PLAIN)
+_CPU = torch.device("cpu")
 _DTYPE = operator.attrgetter("dtype")
 _DEVICE = operator.attrgetter("device")
 _IS_CPU = operator.attrgetter("is_cpu")
