@@ -16,29 +16,25 @@ import torch
 from torch import Tensor
 
 from noether.core.optimizer import Lion
-from noether.core.optimizer.lion import cpu_build, dispatch, step_check
+from noether.core.optimizer.lion import dispatch
 from noether.core.optimizer.lion.reference import _single_tensor_lion
+from tests.core.optimizer.lion.compiled import count_kept_runs, require_c_kernel, require_step_check
 
 HYPER = {"lr": 0.01, "betas": (0.9, 0.99), "weight_decay": 0.1}
 
 
 @pytest.fixture(autouse=True)
 def _needs_the_c_kernel() -> None:
-    try:
-        cpu_build._library()
-    except cpu_build.CpuKernelBuildError as exc:
-        pytest.skip(f"no C kernel here: {exc}")
+    require_c_kernel()
 
 
 @pytest.fixture(autouse=True, params=["python", "native"])
 def checks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Which checks a kept decision gets (``NOETHER_LION_STEP_CHECK``); yields the steps the compiled check let run."""
     monkeypatch.setenv("NOETHER_LION_STEP_CHECK", request.param)
-    if request.param == "native" and step_check.load() is None:
-        pytest.skip("the compiled step check cannot be built here")
-    runs: list[int] = []
-    real = dispatch.KeptStep.run
-    monkeypatch.setattr(dispatch.KeptStep, "run", lambda self, hyper: runs.append(1) or real(self, hyper))
+    if request.param == "native":
+        require_step_check()
+    runs = count_kept_runs(monkeypatch)
     yield runs
     if request.param == "python":
         assert runs == []

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,28 +21,20 @@ import torch
 from torch import Tensor
 
 from noether.core.optimizer import Lion
-from noether.core.optimizer.lion import cpu_build, dispatch, step_check
+from noether.core.optimizer.lion import step_check
+from tests.core.optimizer.lion.compiled import count_kept_runs, require_c_kernel, require_step_check
 
 
 @pytest.fixture(autouse=True)
 def _needs_the_compiled_check() -> None:
-    try:
-        cpu_build._library()
-    except cpu_build.CpuKernelBuildError as exc:
-        pytest.skip(f"no C kernel here: {exc}")
-    if step_check.load() is None:
-        if os.environ.get("CI"):  # CI has a C++ compiler and torch's headers: a failed build there is a bug
-            pytest.fail(f"the compiled step check did not build: {step_check._FAILED}")
-        pytest.skip(f"the compiled step check cannot be built here: {step_check._FAILED}")
+    require_c_kernel()
+    require_step_check()
 
 
 @pytest.fixture
-def kept_runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+def kept_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of groups each step ran on the compiled check."""
-    runs: list[int] = []
-    real = dispatch.KeptStep.run
-    monkeypatch.setattr(dispatch.KeptStep, "run", lambda self, hyper: runs.append(1) or real(self, hyper))
-    yield runs
+    return count_kept_runs(monkeypatch)
 
 
 def _bits(t: Tensor) -> Tensor:
