@@ -6,6 +6,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -48,6 +49,26 @@ HYPER: dict[str, Any] = {
 }
 
 
+Alteration = Callable[[dict[str, Any], list[torch.Tensor] | None], tuple[dict[str, Any], list[torch.Tensor] | None]]
+
+
+def _altered_step(bench: ModuleType, alter: Alteration) -> Callable[..., None]:
+    """The script's ``_step`` with its hyperparameters and compensations passed through ``alter``: a broken kernel."""
+    original = bench._step
+
+    def step(
+        path: str,
+        ps: list[torch.Tensor],
+        gs: list[torch.Tensor],
+        ms: list[torch.Tensor],
+        hyper: dict[str, Any],
+        comps: list[torch.Tensor] | None = None,
+    ) -> None:
+        original(path, ps, gs, ms, *alter(hyper, comps))
+
+    return step
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_checker_passes_a_correct_path(bench: ModuleType, dtype: torch.dtype) -> None:
     result = bench.check_path("foreach=True", "cpu", dtype, HYPER)
@@ -62,19 +83,7 @@ def test_checker_covers_the_low_precision_modes(bench: ModuleType, monkeypatch: 
         result = bench.check_path("foreach=True", "cpu", mode, HYPER)
         assert result["ok"] and result["dtype"] == mode.name, result
 
-    original = bench._step
-
-    def no_kahan(
-        path: str,
-        ps: list[torch.Tensor],
-        gs: list[torch.Tensor],
-        ms: list[torch.Tensor],
-        hyper: dict[str, Any],
-        comps: list[torch.Tensor] | None = None,
-    ) -> None:
-        original(path, ps, gs, ms, hyper, None)
-
-    monkeypatch.setattr(bench, "_step", no_kahan)
+    monkeypatch.setattr(bench, "_step", _altered_step(bench, lambda hyper, comps: (hyper, None)))  # no Kahan
     kahan = next(mode for mode in bench.MODES if mode.kahan)
     result = bench.check_path("foreach=True", "cpu", kahan, HYPER)
     assert not result["ok"] and result["param_mismatches"] > 0
@@ -82,20 +91,9 @@ def test_checker_covers_the_low_precision_modes(bench: ModuleType, monkeypatch: 
 
 def test_checker_catches_a_wrong_path(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
     """A kernel with a wrong beta2 (momentum off far beyond one rounding) and one with a wrong lr both fail."""
-    original = bench._step
 
     def stepping_with(**wrong: float) -> Any:
-        def step(
-            path: str,
-            ps: list[torch.Tensor],
-            gs: list[torch.Tensor],
-            ms: list[torch.Tensor],
-            hyper: dict[str, Any],
-            comps: list[torch.Tensor] | None = None,
-        ) -> None:
-            original(path, ps, gs, ms, {**hyper, **wrong}, comps)
-
-        return step
+        return _altered_step(bench, lambda hyper, comps: ({**hyper, **wrong}, comps))
 
     monkeypatch.setattr(bench, "_step", stepping_with(beta2=0.98))
     result = bench.check_path("foreach=True", "cpu", torch.float32, HYPER)
